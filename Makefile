@@ -1,0 +1,39 @@
+# One command runs the main job, one passes the tests. Everything lives inside the project.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export RECSYS_HOME ?= $(CURDIR)/var
+export AIRFLOW_HOME ?= $(RECSYS_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+DEMO_USERS ?= 5000
+DEMO_ITEMS ?= 2000
+
+.PHONY: demo test ui lint venv clean
+
+$(BIN)/recsys: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	$(BIN)/pip install -q --no-deps -e . 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $@
+
+venv: $(BIN)/recsys
+
+demo: venv  ## seed synthetic data into embedded SQLite, run the nightly DAG, print what it produced
+	$(BIN)/recsys demo-data --users $(DEMO_USERS) --items $(DEMO_ITEMS) --out "sqlite:///$(RECSYS_HOME)/recsys.db?table=interactions"
+	$(BIN)/recsys run
+
+test: venv  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run starts it)
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+
+ui: venv  ## Airflow UI on http://localhost:8080 (airflow standalone: SQLite + LocalExecutor)
+	$(BIN)/airflow db migrate
+	$(BIN)/airflow standalone
+
+clean:
+	rm -rf var

@@ -1,0 +1,88 @@
+"""
+### Nightly recommendations
+
+Every night: **extract** the interaction log -> **validate** it (Great Expectations) ->
+**prepare** sequences and a leave-one-out split -> **pretrain** the encoder (reused unless
+missing or `force_pretrain`) -> **finetune** next-item prediction -> **evaluate** against
+popularity -> **gate** -> **generate** top-K per user in shards -> **publish** atomically
+to `recommendations`, read through the `recommendations_current` view.
+
+A failed validation or a rejected model stops the run before anything is published, so
+readers keep the previous run. Trigger with parameters from the UI ("Trigger DAG" with
+config) or `recsys run --param top_k=20 --param epochs=5`.
+
+The run table (`recsys_runs`) says where each run got to and why it stopped.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag, task
+
+from recsys_tasks.airflow_adapter import GPU_POOL, GPU_QUEUE, call, dag_params, task_defaults
+
+
+@dag(
+    dag_id="recsys_nightly",
+    schedule="0 2 * * *",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["recsys", "nightly"],
+    doc_md=__doc__,
+    params=dag_params(),
+    default_args=task_defaults(),
+)
+def recsys_nightly():
+    @task
+    def extract() -> dict:
+        return call("extract")
+
+    @task
+    def validate(extracted: dict) -> dict:
+        return call("validate", extracted["interactions"])
+
+    @task
+    def prepare(extracted: dict) -> dict:
+        return call("prepare", extracted["interactions"])
+
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
+    def pretrain(prepared: dict) -> dict:
+        return call("pretrain", prepared["sequences"])
+
+    @task(queue=GPU_QUEUE, pool=GPU_POOL)
+    def finetune(prepared: dict, encoder: dict) -> dict:
+        return call("finetune", prepared["sequences"], encoder["encoder"])
+
+    @task
+    def evaluate(prepared: dict, trained: dict) -> dict:
+        return call("evaluate", prepared["sequences"], trained["model_version"])
+
+    @task.short_circuit
+    def gate(trained: dict, evaluation: dict) -> bool:
+        return call("gate", trained["model_version"], evaluation)["blessed"]
+
+    @task
+    def plan_shards(prepared: dict) -> list[dict]:
+        return call("plan_shards", prepared["users"])
+
+    @task
+    def generate(prepared: dict, trained: dict, shard: dict) -> dict:
+        return call("generate", prepared["sequences"], trained["model_version"], shard)
+
+    @task
+    def publish(trained: dict, shards: list[dict]) -> dict:
+        # indexing, not iterating: iterating a mapped result probes one XCom past the end
+        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
+
+    extracted = extract()
+    prepared = prepare(extracted)
+    validate(extracted) >> prepared
+    trained = finetune(prepared, pretrain(prepared))
+    shards = plan_shards(prepared)
+    gate(trained, evaluate(prepared, trained)) >> shards
+    parts = generate.partial(prepared=prepared, trained=trained).expand(shard=shards)
+    publish(trained, parts)
+
+
+recsys_nightly()

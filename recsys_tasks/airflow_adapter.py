@@ -1,0 +1,146 @@
+"""The one module of recsys_tasks that knows Airflow.
+
+It turns a task's Airflow context (run id, DAG params, the `recsys_db` connection) into a
+plain `RunContext`, calls a stage by name, and maps stage errors onto Airflow's retry
+semantics: errors another attempt cannot fix (bad data, bad params) fail the task at once.
+It also runs a DAG in-process for `recsys run`. Airflow and the stages (torch, GX) are
+imported inside functions, so a DAG file importing this module parses fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from recsys_tasks.config import PARAMS, PipelineConfig, config_from_env, default_config, recsys_home, with_params
+from recsys_tasks.errors import RecsysError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+GPU_QUEUE = os.environ.get("RECSYS_GPU_QUEUE", "default")  # "gpu" in docker-compose
+GPU_POOL = os.environ.get("RECSYS_GPU_POOL", "default_pool")  # "gpu" in docker-compose
+
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+def task_defaults() -> dict[str, Any]:
+    """default_args of the DAGs; retries are tunable (tests and demos want fast failures)."""
+    return {
+        "owner": "recsys",
+        "retries": int(os.environ.get("RECSYS_TASK_RETRIES", "2")),
+        "retry_delay": timedelta(seconds=int(os.environ.get("RECSYS_RETRY_DELAY_S", "120"))),
+        "on_failure_callback": on_task_failure,
+    }
+
+
+def dag_params() -> dict[str, Any]:
+    """The trigger form of the UI: every run-level param with its default and bounds."""
+    from airflow.sdk import Param
+
+    defaults = default_config()
+    out: dict[str, Any] = {}
+    for name, spec in PARAMS.items():
+        owner = getattr(defaults, spec.section) if spec.section else defaults
+        default = getattr(owner, name)
+        if name == "source_uri":
+            out[name] = Param(None, type=["null", "string"], description="override RECSYS_SOURCE_URI for this run")
+            continue
+        bounds = {k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None}
+        out[name] = Param(default, type=_JSON_TYPES[spec.kind], description=spec.help, **bounds)
+    return out
+
+
+def _connection_db_url() -> str | None:
+    """The `recsys_db` Airflow connection, when one is defined, as a SQLAlchemy URL."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        uri = Connection.get("recsys_db").get_uri()
+    except AirflowNotFoundException:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg://" + uri[len(prefix) :]
+    return uri
+
+
+def config_for(params: dict[str, Any]) -> PipelineConfig:
+    config = config_from_env()
+    if "RECSYS_DB_URL" not in os.environ and (db_url := _connection_db_url()):
+        config = dataclasses.replace(config, db_url=db_url)
+    return with_params(config, params)
+
+
+def current_run():
+    from airflow.sdk import get_current_context
+
+    from recsys_tasks.stages import RunContext
+
+    context = get_current_context()
+    return RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+
+
+def call(stage: str, *args: Any, **kwargs: Any) -> Any:
+    """Run stage `stage` of `recsys_tasks.stages` for the current task's run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recsys_tasks import stages
+
+    try:
+        return getattr(stages, stage)(current_run(), *args, **kwargs)
+    except RecsysError as exc:
+        if not exc.retryable:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """Task failure callback: the run table says the run failed, and why."""
+    from recsys_tasks import stages
+
+    exc = context.get("exception")
+    task = context["task_instance"].task_id
+    try:
+        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+        stages.mark_failed(run, f"task {task} failed: {exc}")
+    except Exception:  # a failing callback must not hide the task's own error
+        log.exception("could not record the failure of task %s", task)
+
+
+def prepare_environment() -> None:
+    """Embedded defaults for in-process runs: Airflow home and DAGs inside the project."""
+    home = recsys_home()
+    os.environ.setdefault("RECSYS_HOME", str(home))
+    os.environ.setdefault("AIRFLOW_HOME", str(home / "airflow"))
+    os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import conf
+
+    bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
+    if bag.import_errors:
+        raise RecsysError(f"DAG import errors: {bag.import_errors}")
+    if dag_id not in bag.dags:
+        raise RecsysError(f"no DAG {dag_id!r} in {conf.get('core', 'dags_folder')}")
+    return bag.dags[dag_id]
+
+
+def run_dag(dag_id: str, run_conf: dict[str, Any]) -> dict[str, Any]:
+    """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome."""
+    prepare_environment()
+    from airflow.utils.db import upgradedb
+
+    upgradedb()  # idempotent; a few seconds when the schema is current
+    dag = load_dag(dag_id)
+    dag_run = dag.test(run_conf=run_conf)
+    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()}
+    return {"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": states}

@@ -1,0 +1,170 @@
+"""Typed, frozen configuration: defaults that run, overrides from one place, validated.
+
+Deployment-level settings (where data comes from, where results and artifacts go) come from
+the environment (`RECSYS_SOURCE_URI`, `RECSYS_DB_URL`, `RECSYS_ARTIFACT_ROOT`, `RECSYS_HOME`).
+Run-level settings come from DAG params or `recsys run --param key=value`, and are checked
+against `PARAMS` before anything runs. The resolved config is saved beside every model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from recsys_tasks.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    d_model: int = 64  # SASRec's width on Amazon-size catalogues; wider overfits short sequences
+    n_layers: int = 2  # two blocks capture item-to-item transitions; more adds little at ~10 items/user
+    n_heads: int = 2
+    max_len: int = 50  # most recent items kept per user; covers >95% of histories here
+    dropout: float = 0.3  # short sequences overfit quickly; 0.3-0.5 is the usual range
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    pretrain_epochs: int = 5  # masked-item passes when the shared encoder is (re)built
+    epochs: int = 20  # fine-tuning upper bound for a nightly run; early stopping may end sooner
+    patience: int = 4  # epochs without a better validation NDCG@10 before stopping
+    batch_size: int = 256
+    lr: float = 2e-3  # converges within a nightly budget; 1e-3 is the benchmarks' setting
+    weight_decay: float = 0.0
+    mask_prob: float = 0.2  # Cloze masking rate used by BERT4Rec
+    seed: int = 42
+    device: str = "auto"  # "auto" takes CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    source_uri: str
+    db_url: str
+    artifact_root: str
+    results_table: str = "recommendations"
+    current_view: str = "recommendations_current"
+    runs_table: str = "recsys_runs"
+    top_k: int = 10
+    num_shards: int = 4  # generation tasks per run; bounded so the scheduler sees a handful, not one per user
+    retain_runs: int = 5  # published runs kept in the results table, the current one included
+    min_sequence_length: int = 3  # users need train + validation + test items to be evaluated
+    gate_metric: str = "NDCG@10"
+    gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
+    force_pretrain: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def recsys_home() -> Path:
+    """Folder holding the embedded default's databases and artifacts."""
+    return Path(os.environ.get("RECSYS_HOME", Path.cwd() / "var")).resolve()
+
+
+def default_config() -> PipelineConfig:
+    """The embedded default: SQLite source and results, a local artifact folder."""
+    home = recsys_home()
+    db_url = f"sqlite:///{home / 'recsys.db'}"
+    return PipelineConfig(
+        source_uri=f"{db_url}?table=interactions",
+        db_url=db_url,
+        artifact_root=str(home / "artifacts"),
+    )
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    env = os.environ if environ is None else environ
+    config = default_config()
+    overrides = {
+        "source_uri": env.get("RECSYS_SOURCE_URI"),
+        "db_url": env.get("RECSYS_DB_URL"),
+        "artifact_root": env.get("RECSYS_ARTIFACT_ROOT"),
+    }
+    return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
+
+
+@dataclass(frozen=True)
+class Param:
+    """One run-level setting an operator may change: where it lives and what is allowed."""
+
+    section: str | None  # None: PipelineConfig itself; else "model" or "train"
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    help: str = ""
+
+
+PARAMS: dict[str, Param] = {
+    "top_k": Param(None, int, 1, 1000, "recommendations per user"),
+    "epochs": Param("train", int, 0, 1000, "fine-tuning epochs (upper bound; early stopping)"),
+    "pretrain_epochs": Param("train", int, 0, 1000, "masked-item pretraining epochs"),
+    "force_pretrain": Param(None, bool, help="rebuild the pretrained encoder even if one exists"),
+    "source_uri": Param(None, str, help="interaction source for this run only"),
+    "num_shards": Param(None, int, 1, 256, "generation shards (parallel tasks)"),
+    "batch_size": Param("train", int, 1, 65536, "training batch size"),
+    "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
+    "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
+    "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
+}
+
+
+def _coerce(name: str, spec: Param, raw: Any) -> Any:
+    if spec.kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"true", "1", "yes", "y"}:
+            return True
+        if text in {"false", "0", "no", "n"}:
+            return False
+        raise ConfigError(f"param {name!r} must be true or false, got {raw!r}")
+    if spec.kind is str:
+        value = str(raw).strip()
+        if not value:
+            raise ConfigError(f"param {name!r} must not be empty")
+        return value
+    try:
+        value = spec.kind(raw)
+        if spec.kind is int and isinstance(raw, float) and raw != int(raw):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"param {name!r} must be {spec.kind.__name__}, got {raw!r}") from None
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+        raise ConfigError(f"param {name!r}={value} is outside [{spec.low}, {spec.high}]")
+    return value
+
+
+def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineConfig:
+    """Apply run-level params; unknown names and bad values raise ConfigError."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for name, raw in params.items():
+        if raw is None or raw == "":
+            continue  # an empty field in the trigger form means "use the default"
+        spec = PARAMS.get(name)
+        if spec is None:
+            raise ConfigError(f"unknown param {name!r}; known params: {', '.join(sorted(PARAMS))}")
+        value = _coerce(name, spec, raw)
+        (sections[spec.section] if spec.section else top)[name] = value
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, **sections["model"]),
+        train=dataclasses.replace(config.train, **sections["train"]),
+        **top,
+    )
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def sql_identifier(name: str) -> str:
+    """Table and view names are spliced into DDL, so only plain identifiers are allowed."""
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{name!r} is not a valid SQL table or view name")
+    return name

@@ -1,0 +1,39 @@
+"""Exceptions with messages an operator can act on.
+
+`retryable = False` marks errors that another attempt cannot fix (bad data, bad config, a
+rejected model); the Airflow adapter fails such tasks at once instead of retrying them.
+"""
+
+from __future__ import annotations
+
+
+class RecsysError(Exception):
+    retryable = True
+
+
+class ConfigError(RecsysError):
+    retryable = False
+
+
+class SourceError(RecsysError):
+    """The interaction source cannot be read or parsed."""
+
+    retryable = False
+
+
+class DataValidationError(RecsysError):
+    """The interaction log failed its expectations; `report_uri` holds the full report."""
+
+    retryable = False
+
+    def __init__(self, message: str, report_uri: str | None = None):
+        super().__init__(message)
+        self.report_uri = report_uri
+
+
+class ArtifactNotFoundError(RecsysError):
+    retryable = False
+
+
+class PublishError(RecsysError):
+    pass

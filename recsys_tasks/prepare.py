@@ -1,0 +1,108 @@
+"""From the canonical frame to per-user item sequences, a vocabulary and a leave-one-out split.
+
+Item tokens: 0 is padding, 1..n_items are items (token = vocabulary index + 1). Sequences are
+kept flat (`items`, with `offsets` of length n_users + 1) so a million users stay one array.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Sequences:
+    user_ids: list[str]  # user index -> source id
+    item_ids: list[str]  # token - 1 -> source id
+    offsets: np.ndarray  # (n_users + 1,) int64
+    items: np.ndarray  # (n_events,) int64 tokens in time order per user
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def sequence(self, user: int) -> np.ndarray:
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        vocab = json.dumps({"users": self.user_ids, "items": self.item_ids}).encode()
+        np.savez_compressed(buffer, offsets=self.offsets, items=self.items, vocab=np.frombuffer(vocab, dtype=np.uint8))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Sequences":
+        with np.load(io.BytesIO(data)) as arrays:
+            vocab = json.loads(arrays["vocab"].tobytes())
+            return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"])
+
+
+def build_sequences(frame: pd.DataFrame) -> Sequences:
+    """De-duplicate events, order by time, and index users and items.
+
+    Repeated (user, item) pairs keep their first occurrence: the split's targets must be items
+    the user has not seen before, because evaluation excludes seen items.
+    """
+    events = frame[["user_id", "item_id", "ts"]].sort_values(["user_id", "ts", "item_id"], kind="stable")
+    events = events.drop_duplicates(["user_id", "item_id"], keep="first")
+    item_ids = sorted(events["item_id"].unique().tolist())
+    user_ids = sorted(events["user_id"].unique().tolist())
+    item_token = pd.Series(np.arange(1, len(item_ids) + 1), index=item_ids)
+    user_index = pd.Series(np.arange(len(user_ids)), index=user_ids)
+    users = user_index.loc[events["user_id"]].to_numpy()
+    tokens = item_token.loc[events["item_id"]].to_numpy().astype(np.int64)
+    counts = np.bincount(users, minlength=len(user_ids))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return Sequences(user_ids=[str(u) for u in user_ids], item_ids=[str(i) for i in item_ids], offsets=offsets, items=tokens)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Leave-one-out views over the same sequences (no copies of the item array)."""
+
+    train_end: np.ndarray  # (n_users,) exclusive end of each user's training items
+    eval_users: np.ndarray  # users with a validation and a test item
+
+
+def leave_one_out(seqs: Sequences, min_length: int = 3) -> Split:
+    lengths = seqs.lengths()
+    eval_mask = lengths >= min_length
+    # evaluated users hold back their last two items; the rest train on everything they have
+    train_end = seqs.offsets[1:] - np.where(eval_mask, 2, 0)
+    return Split(train_end=train_end, eval_users=np.flatnonzero(eval_mask))
+
+
+def item_popularity(seqs: Sequences, split: Split) -> np.ndarray:
+    """(n_items + 1,) training counts per token; padding counts zero."""
+    owner = np.repeat(np.arange(seqs.n_users), seqs.lengths())  # (n_events,) user of each event
+    mask = np.arange(len(seqs.items)) < split.train_end[owner]
+    return np.bincount(seqs.items[mask], minlength=seqs.n_items + 1).astype(np.float64)
+
+
+def history_positions(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For ranges [starts[b], ends[b]) of the flat item array: (row b, flat position) pairs."""
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(starts)), lengths)
+    first = np.cumsum(lengths) - lengths
+    positions = np.arange(lengths.sum()) - np.repeat(first, lengths) + np.repeat(starts, lengths)
+    return rows, positions
+
+
+def left_padded_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
+    """The last `length` items of each range [starts[b], ends[b]), left-padded with 0: (B, length)."""
+    index = ends[:, None] - length + np.arange(length)[None, :]  # (B, length) flat positions
+    valid = index >= starts[:, None]
+    out = np.zeros(index.shape, dtype=np.int64)
+    out[valid] = items[index[valid]]
+    return out

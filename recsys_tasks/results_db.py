@@ -1,0 +1,196 @@
+"""The results database: DDL, the run table, and the atomic publish that readers rely on.
+
+Publishing a run is one transaction: its rows are (re)written, the pointer row behind the
+`recommendations_current` view is switched to it, and runs beyond the retention limit are
+dropped. A crash or a kill before COMMIT leaves the previous run in place; re-publishing the
+same run replaces its rows. SQLite uses WAL so readers keep reading during the switch;
+PostgreSQL's MVCC gives readers the same guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from recsys_tasks.config import PipelineConfig, sql_identifier
+from recsys_tasks.sources import sqlite_file
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Tables:
+    results: str
+    runs: str
+    pointer: str
+    view: str
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> "Tables":
+        return cls(
+            results=sql_identifier(config.results_table),
+            runs=sql_identifier(config.runs_table),
+            pointer=sql_identifier(f"{config.results_table}_pointer"),
+            view=sql_identifier(config.current_view),
+        )
+
+    def render(self, sql: str) -> str:
+        return sql.format(results_table=self.results, runs_table=self.runs, pointer_table=self.pointer, current_view=self.view)
+
+
+def sql_file(name: str, tables: Tables) -> str:
+    return tables.render((SQL_DIR / name).read_text())
+
+
+def make_engine(db_url: str) -> sa.Engine:
+    if (db_file := sqlite_file(db_url)) is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers see the old run while a publish commits
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+    return engine
+
+
+def _statements(script: str) -> list[str]:
+    without_comments = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+def apply_schema(engine: sa.Engine, tables: Tables) -> None:
+    """Create tables and the reader view if missing; safe to run any number of times."""
+    view_body = "\n".join(
+        line for line in sql_file("current_view.sql", tables).splitlines() if not line.strip().startswith("--")
+    )
+    create_view = "CREATE OR REPLACE VIEW" if engine.dialect.name == "postgresql" else "CREATE VIEW IF NOT EXISTS"
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # concurrent first publishes would race on CREATE TABLE IF NOT EXISTS
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": tables.results})
+        for statement in _statements(sql_file("schema.sql", tables)):
+            conn.execute(sa.text(statement))
+        conn.execute(sa.text(f"{create_view} {tables.view} AS {view_body}"))
+
+
+def record_run(engine: sa.Engine, tables: Tables, run_id: str, status: str, **fields: Any) -> None:
+    """Insert or update this run's row in the run table."""
+    if "metrics" in fields and not isinstance(fields["metrics"], (str, type(None))):
+        fields["metrics"] = json.dumps(fields["metrics"], sort_keys=True)
+    now = utcnow()
+    values = {"run_id": run_id, "status": status, "updated_at": now, **fields}
+    insert_values = {"started_at": now, **values}
+    columns = ", ".join(insert_values)
+    placeholders = ", ".join(f":{c}" for c in insert_values)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values if c != "run_id")
+    statement = sa.text(
+        f"INSERT INTO {tables.runs} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT (run_id) DO UPDATE SET {updates}"
+    ).bindparams(*_time_params(insert_values))
+    with engine.begin() as conn:
+        conn.execute(statement, insert_values)
+
+
+def _time_params(values: dict[str, Any]) -> list[sa.BindParameter]:
+    return [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k, v in values.items() if isinstance(v, datetime)]
+
+
+def get_run(engine: sa.Engine, tables: Tables, run_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"SELECT * FROM {tables.runs} WHERE run_id = :r"), {"r": run_id}).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    out["metrics"] = json.loads(out["metrics"]) if out.get("metrics") else {}
+    return out
+
+
+def current_run_id(engine: sa.Engine, tables: Tables) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(f"SELECT run_id FROM {tables.pointer} WHERE view_name = :v"), {"v": tables.view}
+        ).scalar()
+
+
+def _copy_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame) -> None:
+    """Bulk-load on PostgreSQL with COPY (psycopg 3), the fastest path it offers."""
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {tables.results} ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as copy:
+        for record in rows[list(RESULT_COLUMNS)].itertuples(index=False, name=None):
+            copy.write_row(record)
+
+
+def _insert_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: int = 50_000) -> None:
+    statement = sa.text(
+        f"INSERT INTO {tables.results} ({', '.join(RESULT_COLUMNS)}) "
+        f"VALUES ({', '.join(':' + c for c in RESULT_COLUMNS)})"
+    ).bindparams(sa.bindparam("generated_at", type_=sa.DateTime(timezone=True)))
+    records = rows[list(RESULT_COLUMNS)].to_dict("records")
+    for lo in range(0, len(records), chunk):
+        conn.execute(statement, records[lo : lo + chunk])
+
+
+def publish_recommendations(
+    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame, retain_runs: int
+) -> dict[str, Any]:
+    """Write `rows` for `run_id` and switch readers to it, all in one transaction."""
+    apply_schema(engine, tables)
+    now = utcnow()
+    rows = rows.assign(run_id=run_id, generated_at=now)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+        if engine.dialect.name == "postgresql":
+            _copy_rows(conn, tables, rows)
+        else:
+            _insert_rows(conn, tables, rows)
+        switch = sa.text(
+            f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
+            "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
+        ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
+        conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
+        retired = _retire_old_runs(conn, tables, run_id, retain_runs)
+    log.info("published %d rows of run %s; readers of %s now see it", len(rows), run_id, tables.view)
+    return {"rows_written": len(rows), "published_at": now.isoformat(), "retired_runs": retired}
+
+
+def _retire_old_runs(conn: sa.Connection, tables: Tables, current: str, retain_runs: int) -> list[str]:
+    """Drop the rows of runs beyond the newest `retain_runs` (the current one always stays)."""
+    present = conn.execute(
+        sa.text(
+            f"SELECT r.run_id FROM (SELECT DISTINCT run_id FROM {tables.results}) AS r "
+            f"LEFT JOIN {tables.runs} AS s ON s.run_id = r.run_id "
+            "ORDER BY s.published_at DESC, r.run_id DESC"
+        )
+    ).scalars().all()
+    keep = {current, *[r for r in present if r != current][: max(retain_runs - 1, 0)]}
+    retired = [r for r in present if r not in keep]
+    for run_id in retired:
+        conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+    return retired
+
+
+def read_current(engine: sa.Engine, tables: Tables, user_id: str | None = None) -> pd.DataFrame:
+    """What a downstream application sees (all users, or one user's list)."""
+    with engine.connect() as conn:
+        if user_id is None:
+            return pd.read_sql(sa.text(f"SELECT * FROM {tables.view} ORDER BY user_id, rank"), conn)
+        return pd.read_sql(sa.text(sql_file("reader_query.sql", tables)), conn, params={"user_id": user_id})

@@ -1,0 +1,16 @@
+"""Stage entry points, one per pipeline step: plain arguments in, small dicts out.
+
+Each stage reads and writes artifacts keyed by run, so a retried task redoes its own work
+and nothing else; tasks hand each other keys, ids, counts and metrics, never frames.
+"""
+
+from recsys_tasks.stages.context import RunContext
+from recsys_tasks.stages.decide import evaluate, gate
+from recsys_tasks.stages.ingest import extract, prepare, validate
+from recsys_tasks.stages.learn import finetune, pretrain
+from recsys_tasks.stages.serve import generate, mark_failed, plan_shards, publish
+
+__all__ = [
+    "RunContext", "extract", "validate", "prepare", "pretrain", "finetune",
+    "evaluate", "gate", "plan_shards", "generate", "publish", "mark_failed",
+]

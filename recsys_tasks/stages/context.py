@@ -1,0 +1,43 @@
+"""What every stage knows about its run: the run id, the resolved config, and where things go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sqlalchemy as sa
+
+from recsys_tasks import results_db
+from recsys_tasks.artifacts import ArtifactStore, run_key
+from recsys_tasks.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class RunContext:
+    run_id: str
+    config: PipelineConfig
+
+    @property
+    def key(self) -> str:
+        return run_key(self.run_id)
+
+    def path(self, name: str) -> str:
+        """Artifact key of something this run produces."""
+        return f"runs/{self.key}/{name}"
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.config.artifact_root)
+
+    @cached_property
+    def tables(self) -> results_db.Tables:
+        return results_db.Tables.from_config(self.config)
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return results_db.make_engine(self.config.db_url)
+
+    def record(self, status: str, **fields: object) -> None:
+        """Update this run's row in the run table (created on first use)."""
+        results_db.apply_schema(self.engine, self.tables)
+        results_db.record_run(self.engine, self.tables, self.run_id, status, **fields)

@@ -1,0 +1,101 @@
+"""Learning: masked-item pretraining of the encoder, then next-item fine-tuning.
+
+Pretrained encoders are shared across runs (`encoders/LATEST.json` names the newest); the
+nightly run reuses it and pretrains inline only when none exists or `force_pretrain` is set.
+Fine-tuning keeps the checkpoint that scores best on validation; test is not looked at here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+
+import torch
+
+from recsys_tasks.evaluation import evaluate, model_scorer
+from recsys_tasks.model import SequenceEncoder
+from recsys_tasks.objectives import make_objective
+from recsys_tasks.prepare import Sequences, Split, leave_one_out, left_padded_windows
+from recsys_tasks.stages.context import RunContext
+from recsys_tasks.training import resolve_device, train, warm_start
+
+log = logging.getLogger(__name__)
+
+LATEST_ENCODER = "encoders/LATEST.json"
+
+
+def model_version_for(run_id: str) -> str:
+    """Stable per run, so a retried fine-tune overwrites its own version instead of adding one."""
+    return "v-" + hashlib.sha1(run_id.encode()).hexdigest()[:10]
+
+
+def save_torch(run: RunContext, key: str, payload: dict) -> str:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return run.store.write_bytes(key, buffer.getvalue())
+
+
+def load_torch(run: RunContext, key: str) -> dict:
+    return torch.load(io.BytesIO(run.store.read_bytes(key)), map_location="cpu", weights_only=False)
+
+
+def load_data(run: RunContext, sequences: str) -> tuple[Sequences, Split]:
+    seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
+    return seqs, leave_one_out(seqs, run.config.min_sequence_length)
+
+
+def training_windows(run: RunContext, seqs: Sequences, split: Split):
+    # (U, max_len + 1): one extra item so next-item inputs and targets both span max_len
+    return left_padded_windows(seqs.items, seqs.offsets[:-1], split.train_end, run.config.model.max_len + 1)
+
+
+def pretrain(run: RunContext, sequences: str) -> dict:
+    config = run.config
+    if not config.force_pretrain and run.store.exists(LATEST_ENCODER):
+        latest = run.store.read_json(LATEST_ENCODER)
+        log.info("reusing pretrained encoder %s (set force_pretrain to rebuild it)", latest["encoder"])
+        return {"encoder": latest["encoder"], "reused": True}
+    if config.train.pretrain_epochs == 0:
+        log.info("no pretrained encoder and pretrain_epochs=0: fine-tuning starts from scratch")
+        return {"encoder": None, "reused": False}
+    seqs, split = load_data(run, sequences)
+    model = SequenceEncoder(seqs.n_items, config.model)
+    objective = make_objective("masked_item", model, config.train.mask_prob)
+    result = train(model, objective, training_windows(run, seqs, split), config.train, config.train.pretrain_epochs)
+    key = f"encoders/{run.key}/encoder.pt"
+    save_torch(run, key, {**model.cpu().checkpoint(), "item_ids": seqs.item_ids, "objective": objective.name})
+    run.store.write_json(LATEST_ENCODER, {"encoder": key, "run_id": run.run_id, "history": result.history})
+    log.info("pretrained encoder saved to %s in %.1fs", run.store.uri(key), result.seconds)
+    return {"encoder": key, "reused": False, "seconds": round(result.seconds, 2)}
+
+
+def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
+    config = run.config
+    seqs, split = load_data(run, sequences)
+    model = SequenceEncoder(seqs.n_items, config.model)
+    if encoder:
+        pretrained = load_torch(run, encoder)
+        matched = warm_start(model, pretrained, seqs.item_ids, pretrained["item_ids"])
+        log.info("warm start from %s: %d of %d items had pretrained embeddings", encoder, matched, seqs.n_items)
+    device = resolve_device(config.train.device)
+
+    def validation_ndcg(m: SequenceEncoder) -> float:
+        return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
+
+    objective = make_objective("next_item", model, config.train.mask_prob)
+    result = train(model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg)
+    version = model_version_for(run.run_id)
+    prefix = f"models/{version}"
+    save_torch(run, f"{prefix}/model.pt", {**model.cpu().checkpoint(), "item_ids": seqs.item_ids})
+    run.store.write_json(f"{prefix}/config.json", config.to_dict())
+    run.store.write_json(f"{prefix}/vocabulary.json", {"items": seqs.item_ids})
+    lineage = {
+        "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
+        "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
+        "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
+    }
+    run.store.write_json(f"{prefix}/lineage.json", lineage)
+    run.record("trained", model_version=version)
+    log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
+    return {"model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score}

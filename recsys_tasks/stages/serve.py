@@ -1,0 +1,76 @@
+"""Serving: top-K for every user in bounded shards, then one atomic publish."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recsys_tasks import results_db
+from recsys_tasks.errors import PublishError
+from recsys_tasks.inference import top_k_for_users
+from recsys_tasks.prepare import Sequences
+from recsys_tasks.stages.context import RunContext
+from recsys_tasks.stages.decide import load_model
+from recsys_tasks.training import resolve_device
+
+log = logging.getLogger(__name__)
+
+PRODUCTION_POINTER = "models/PRODUCTION.json"
+
+
+def plan_shards(run: RunContext, users: int) -> list[dict]:
+    """Split users into at most `num_shards` contiguous ranges of near-equal size."""
+    shards = max(1, min(run.config.num_shards, users))
+    bounds = np.linspace(0, users, shards + 1).round().astype(int)
+    return [{"index": i, "of": shards, "start": int(a), "end": int(b)} for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+
+
+def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -> dict:
+    """Top-K for users [start, end) with seen items excluded, written to the run's staging folder."""
+    started = time.perf_counter()
+    seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
+    device = resolve_device(run.config.train.device)
+    model = load_model(run, model_version).to(device)
+    users = np.arange(shard["start"], shard["end"])
+    with torch.no_grad():
+        frame = top_k_for_users(model, seqs, users, run.config.top_k, device)
+    frame["model_version"] = model_version
+    key = run.path(f"recommendations/shard-{shard['index']:05d}-of-{shard['of']:05d}.parquet")
+    run.store.write_frame(key, frame)
+    log.info(
+        "shard %d/%d: %d users, %d rows in %.1fs -> %s",
+        shard["index"] + 1, shard["of"], len(users), len(frame), time.perf_counter() - started, run.store.uri(key),
+    )
+    return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"]}
+
+
+def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
+    """Load every shard and switch readers to this run in one transaction."""
+    expected = shards[0]["of"] if shards else 0
+    indexes = sorted(s["index"] for s in shards)
+    if not shards or indexes != list(range(expected)):
+        raise PublishError(f"refusing to publish run {run.run_id}: shards {indexes} of {expected} present")
+    rows = pd.concat([run.store.read_frame(s["key"]) for s in shards], ignore_index=True)
+    outcome = results_db.publish_recommendations(run.engine, run.tables, run.run_id, rows, run.config.retain_runs)
+    run.record(
+        "published", model_version=model_version, rows_written=outcome["rows_written"],
+        users=int(rows["user_id"].nunique()), published_at=results_db.utcnow(),
+    )
+    run.store.write_json(PRODUCTION_POINTER, {"model_version": model_version, "run_id": run.run_id})
+    for retired in outcome["retired_runs"]:
+        log.info("retention: dropped the rows of run %s", retired)
+    return {"model_version": model_version, **outcome}
+
+
+def mark_failed(run: RunContext, message: str) -> None:
+    """Record a crash in the run table unless the run already ended with its own verdict."""
+    results_db.apply_schema(run.engine, run.tables)
+    current = results_db.get_run(run.engine, run.tables, run.run_id)
+    if current and current["status"] in {"failed_validation", "rejected", "published"}:
+        return
+    run.record("failed", message=message[:2000])
+

@@ -1,0 +1,136 @@
+"""One training loop for pretraining and fine-tuning; the objective decides what is learned.
+
+Straight loop: shuffle, batch, loss, step; progress (loss, sequences/s, ETA) goes to the
+log once per epoch. With a `validate` callback it keeps the best state on validation and
+stops early after `patience` epochs without improvement.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from recsys_tasks.config import TrainConfig
+from recsys_tasks.model import PAD, SequenceEncoder
+from recsys_tasks.objectives import Objective, full_softmax_loss
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_score: float | None = None
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def train(
+    model: SequenceEncoder,
+    objective: Objective,
+    sequences: np.ndarray,
+    config: TrainConfig,
+    epochs: int,
+    validate: Callable[[SequenceEncoder], float] | None = None,
+) -> TrainResult:
+    """sequences (U, T + 1): left-padded training windows, one row per user."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    rows = torch.as_tensor(sequences[(sequences != PAD).sum(1) >= 2])  # a row needs an input and a target
+    lengths = (rows != PAD).sum(1)
+    result = TrainResult()
+    best_state = None
+    stale = 0
+    started = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        tick = time.perf_counter()
+        total, batches = 0.0, 0
+        for index in length_buckets(lengths, config.batch_size, generator):
+            window = rows[index][:, -int(lengths[index].max()) :]  # (b, L) trimmed to the longest row
+            batch = objective.make_batch(window, generator)
+            if not (batch.targets != PAD).any():
+                continue
+            batch = type(batch)(inputs=batch.inputs.to(device), targets=batch.targets.to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = full_softmax_loss(model, batch, objective.causal)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+        seconds = time.perf_counter() - tick
+        entry = {"epoch": epoch, "loss": total / max(batches, 1), "seq_per_s": len(rows) / max(seconds, 1e-9)}
+        if validate is not None:
+            model.eval()
+            entry["val"] = validate(model)
+            if result.best_score is None or entry["val"] > result.best_score:
+                result.best_score, result.best_epoch, stale = entry["val"], epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                stale += 1
+        result.history.append(entry)
+        result.epochs_run = epoch
+        eta = seconds * (epochs - epoch)
+        val = f" val={entry['val']:.4f}" if "val" in entry else ""
+        log.info(
+            "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
+            objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
+        )
+        if validate is not None and stale >= config.patience:
+            log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Batches of rows with similar lengths, in random order.
+
+    Most histories are far shorter than max_len; batching similar lengths together lets each
+    batch be cut to its longest row instead of always paying for max_len positions.
+    """
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]
+    batches = list(torch.split(by_length, batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+
+def warm_start(model: SequenceEncoder, encoder: dict, item_ids: list[str], encoder_item_ids: list[str]) -> int:
+    """Copy a pretrained encoder into `model`, matching item embeddings by source item id.
+
+    The catalogue may have grown since pretraining: known items keep their pretrained row,
+    new items keep their fresh initialisation. Returns how many items were matched.
+    """
+    state = dict(encoder["state_dict"])
+    pretrained = state.pop("item_embedding.weight")
+    model.load_state_dict(state, strict=False)
+    index = {item: token for token, item in enumerate(encoder_item_ids, start=1)}
+    matched = [(token, index[item]) for token, item in enumerate(item_ids, start=1) if item in index]
+    with torch.no_grad():
+        weight = model.item_embedding.weight
+        if matched:
+            new, old = (torch.as_tensor(x) for x in zip(*matched))
+            weight[new] = pretrained[old].to(weight.device)
+        weight[model.mask_token] = pretrained[-1].to(weight.device)  # the [MASK] token is last
+    return len(matched)

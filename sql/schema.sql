@@ -1,0 +1,39 @@
+-- Tables of the published results, applied idempotently before every publish.
+-- {results_table}, {runs_table} and {pointer_table} are replaced by validated identifiers.
+-- Dates are stored as TIMESTAMP WITH TIME ZONE (text in ISO 8601 on SQLite).
+
+-- One row per (run, user, rank). Rows of a run become visible to readers only when the
+-- pointer below names that run, so a run being written is its own staging area.
+CREATE TABLE IF NOT EXISTS {results_table} (
+    run_id        VARCHAR(250)     NOT NULL,
+    user_id       VARCHAR(250)     NOT NULL,
+    rank          INTEGER          NOT NULL,
+    item_id       VARCHAR(250)     NOT NULL,
+    score         DOUBLE PRECISION NOT NULL,
+    model_version VARCHAR(100)     NOT NULL,
+    generated_at  TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, user_id, rank)
+);
+
+-- One row per pipeline run: where it got to, what it produced, and why it stopped.
+CREATE TABLE IF NOT EXISTS {runs_table} (
+    run_id        VARCHAR(250) PRIMARY KEY,
+    status        VARCHAR(32)  NOT NULL,
+    model_version VARCHAR(100),
+    source_uri    TEXT,
+    rows_written  INTEGER,
+    users         INTEGER,
+    items         INTEGER,
+    metrics       TEXT,
+    message       TEXT,
+    started_at    TIMESTAMP WITH TIME ZONE,
+    updated_at    TIMESTAMP WITH TIME ZONE,
+    published_at  TIMESTAMP WITH TIME ZONE
+);
+
+-- Which run each reader view shows. Switching a run is one UPDATE of one row.
+CREATE TABLE IF NOT EXISTS {pointer_table} (
+    view_name   VARCHAR(100) PRIMARY KEY,
+    run_id      VARCHAR(250) NOT NULL,
+    switched_at TIMESTAMP WITH TIME ZONE NOT NULL
+);
