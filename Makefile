@@ -8,8 +8,11 @@ export AIRFLOW_HOME ?= $(RECSYS_HOME)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# airflow standalone starts its components as `airflow ...` subprocesses
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEMO_USERS ?= 5000
 DEMO_ITEMS ?= 2000
+UI_PORT ?= 8080
 
 .PHONY: demo test ui lint venv clean
 
@@ -31,9 +34,9 @@ test: venv  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run
 lint: venv
 	$(BIN)/ruff check .
 
-ui: venv  ## Airflow UI on http://localhost:8080 (airflow standalone: SQLite + LocalExecutor)
+ui: venv  ## Airflow UI on http://localhost:8080 (airflow standalone: SQLite + LocalExecutor, no login)
 	$(BIN)/airflow db migrate
-	$(BIN)/airflow standalone
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__PORT=$(UI_PORT) $(BIN)/airflow standalone
 
 clean:
 	rm -rf var

@@ -6,7 +6,7 @@ users (with their history windows) to scores over the whole catalogue.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

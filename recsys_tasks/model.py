@@ -74,7 +74,7 @@ class SequenceEncoder(nn.Module):
         return {"n_items": self.n_items, "model_config": dataclasses.asdict(self.config), "state_dict": self.state_dict()}
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: dict) -> "SequenceEncoder":
+    def from_checkpoint(cls, checkpoint: dict) -> SequenceEncoder:
         model = cls(checkpoint["n_items"], ModelConfig(**checkpoint["model_config"]))
         model.load_state_dict(checkpoint["state_dict"])
         return model

@@ -42,7 +42,7 @@ class Sequences:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Sequences":
+    def from_bytes(cls, data: bytes) -> Sequences:
         with np.load(io.BytesIO(data)) as arrays:
             vocab = json.loads(arrays["vocab"].tobytes())
             return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"])

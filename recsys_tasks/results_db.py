@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_versio
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Tables:
     view: str
 
     @classmethod
-    def from_config(cls, config: PipelineConfig) -> "Tables":
+    def from_config(cls, config: PipelineConfig) -> Tables:
         return cls(
             results=sql_identifier(config.results_table),
             runs=sql_identifier(config.runs_table),

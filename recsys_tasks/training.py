@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -130,7 +130,7 @@ def warm_start(model: SequenceEncoder, encoder: dict, item_ids: list[str], encod
     with torch.no_grad():
         weight = model.item_embedding.weight
         if matched:
-            new, old = (torch.as_tensor(x) for x in zip(*matched))
+            new, old = (torch.as_tensor(x) for x in zip(*matched, strict=True))
             weight[new] = pretrained[old].to(weight.device)
         weight[model.mask_token] = pretrained[-1].to(weight.device)  # the [MASK] token is last
     return len(matched)

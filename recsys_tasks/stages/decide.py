@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from recsys_tasks.evaluation import evaluate as evaluate_scorer
 from recsys_tasks.evaluation import model_scorer, popularity_scorer
 from recsys_tasks.model import SequenceEncoder

@@ -26,7 +26,7 @@ def plan_shards(run: RunContext, users: int) -> list[dict]:
     """Split users into at most `num_shards` contiguous ranges of near-equal size."""
     shards = max(1, min(run.config.num_shards, users))
     bounds = np.linspace(0, users, shards + 1).round().astype(int)
-    return [{"index": i, "of": shards, "start": int(a), "end": int(b)} for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+    return [{"index": i, "of": shards, "start": int(a), "end": int(b)} for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
 
 
 def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -> dict:

@@ -1,0 +1,41 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from recsys_tasks.evaluation import popularity_scorer, target_ranks
+from recsys_tasks.metrics import hit_rate_at_k, mrr, ndcg_at_k, ranking_metrics
+from recsys_tasks.prepare import Sequences
+
+
+def test_hit_rate_counts_targets_inside_the_cutoff():
+    assert hit_rate_at_k(np.array([0, 4, 5, 100]), 5) == 0.5
+    assert hit_rate_at_k(np.array([]), 5) == 0.0
+
+
+def test_ndcg_hand_computed():
+    # ranks 0, 1, 2 -> gains 1, 1/log2(3), 1/log2(4) = 0.5; rank 10 is outside the top 10
+    ranks = np.array([0, 1, 3, 10])
+    expected = (1.0 + 1.0 / math.log2(3) + 1.0 / math.log2(5) + 0.0) / 4
+    assert ndcg_at_k(ranks, 10) == pytest.approx(expected)
+    assert ndcg_at_k(np.array([2]), 10) == pytest.approx(0.5)
+
+
+def test_mrr_and_bundle():
+    assert mrr(np.array([0, 1, 3])) == pytest.approx((1 + 0.5 + 0.25) / 3)
+    out = ranking_metrics(np.array([0, 9]), ks=(10,))
+    assert out["HR@10"] == 1.0 and set(out) == {"HR@10", "NDCG@10", "MRR"}
+
+
+def test_ranking_excludes_seen_items_and_counts_ties_against_the_target():
+    # one user: history [1, 2], target 3; items 1 and 2 are the most popular but seen
+    seqs = Sequences(user_ids=["u"], item_ids=["a", "b", "c", "d"], offsets=np.array([0, 3]), items=np.array([1, 2, 3]))
+    popularity = np.array([0.0, 10.0, 9.0, 5.0, 5.0])  # token 3 ties with token 4
+    ranks = target_ranks(popularity_scorer(popularity), seqs, np.array([0]), np.array([2]))
+    assert ranks.tolist() == [1]  # seen items drop out; the tie puts item 4 ahead
+
+
+def test_popularity_scorer_does_not_rank_padding():
+    scores = popularity_scorer(np.array([100.0, 1.0]))(np.array([0]), np.array([0]), np.array([0]))
+    assert torch.isinf(scores[0, 0])

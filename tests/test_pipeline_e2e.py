@@ -1,0 +1,81 @@
+"""The nightly DAG, run for real through Airflow (dag.test) on tiny synthetic data."""
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recsys_tasks import airflow_adapter, results_db
+from recsys_tasks.config import config_from_env
+from recsys_tasks.prepare import build_sequences
+from recsys_tasks.sources import read_interactions, write_interactions
+from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+
+TINY = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3}
+
+
+@pytest.fixture()
+def seeded(recsys_home, airflow_db):
+    config = config_from_env()
+    write_interactions(generate_interactions(SyntheticSpec(users=300, items=120, topics=6, seed=3)), config.source_uri)
+    return config
+
+
+def current(config):
+    engine = results_db.make_engine(config.db_url)
+    try:
+        return results_db.read_current(engine, results_db.Tables.from_config(config))
+    finally:
+        engine.dispose()
+
+
+def run_record(config, run_id):
+    engine = results_db.make_engine(config.db_url)
+    try:
+        return results_db.get_run(engine, results_db.Tables.from_config(config), run_id)
+    finally:
+        engine.dispose()
+
+
+def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
+    outcome = airflow_adapter.run_dag("recsys_nightly", TINY)
+    assert outcome["state"] == "success", outcome["tasks"]
+    assert outcome["tasks"]["publish"] == "success"
+    assert sum(1 for t in outcome["tasks"] if t.startswith("generate[")) == 3
+
+    recs = current(seeded)
+    assert recs["run_id"].nunique() == 1 and recs["run_id"].iloc[0] == outcome["run_id"]
+    seqs = build_sequences(read_interactions(seeded.source_uri))
+    assert set(recs["user_id"]) == set(seqs.user_ids)
+    per_user = recs.groupby("user_id")["rank"].apply(sorted)
+    assert all(ranks == [1, 2, 3, 4, 5] for ranks in per_user)
+    history = read_interactions(seeded.source_uri).groupby("user_id")["item_id"].apply(set)
+    seen = [item in history[user] for user, item in zip(recs["user_id"], recs["item_id"], strict=True)]
+    assert not any(seen)
+
+    record = run_record(seeded, outcome["run_id"])
+    assert record["status"] == "published" and record["rows_written"] == len(recs)
+    assert record["metrics"]["model"]["NDCG@10"] > record["metrics"]["popularity"]["NDCG@10"]
+
+
+def test_bad_data_fails_validation_and_keeps_the_published_run(seeded, recsys_home):
+    first = airflow_adapter.run_dag("recsys_nightly", TINY)
+    before = current(seeded)
+
+    bad = read_interactions(seeded.source_uri)
+    bad.loc[:20, "ts"] = pd.Timestamp("2100-01-01", tz="UTC")
+    bad_uri = f"sqlite:///{recsys_home / 'bad.db'}?table=interactions"
+    write_interactions(bad, bad_uri)
+    second = airflow_adapter.run_dag("recsys_nightly", {**TINY, "source_uri": bad_uri})
+
+    assert second["state"] == "failed"
+    assert second["tasks"]["validate"] == "failed"
+    assert second["tasks"]["publish"] == "upstream_failed"
+    after = current(seeded)
+    assert after.equals(before) and set(after["run_id"]) == {first["run_id"]}
+    record = run_record(seeded, second["run_id"])
+    assert record["status"] == "failed_validation"
+    assert "expect_column_values_to_be_between on ts" in record["message"]
+    engine = sa.create_engine(seeded.db_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(DISTINCT run_id) FROM recommendations").scalar() == 1
+    engine.dispose()

@@ -1,0 +1,91 @@
+"""Publishing on real SQLite and PostgreSQL: atomic switch, idempotent, retention."""
+
+import dataclasses
+
+import pandas as pd
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from recsys_tasks import results_db
+from recsys_tasks.config import config_from_env
+
+
+def rows(users=3, k=2, tag="a"):
+    return pd.DataFrame(
+        [
+            {"user_id": f"u{u}", "rank": r + 1, "item_id": f"{tag}{u}-{r}", "score": 1.0 - r / 10, "model_version": f"m-{tag}"}
+            for u in range(users)
+            for r in range(k)
+        ]
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'results.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    config = dataclasses.replace(config_from_env({}), db_url=url)
+    engine = results_db.make_engine(url)
+    yield engine, results_db.Tables.from_config(config)
+    engine.dispose()
+
+
+def publish(engine, tables, run_id, frame, retain=5):
+    results_db.apply_schema(engine, tables)
+    out = results_db.publish_recommendations(engine, tables, run_id, frame, retain)
+    results_db.record_run(engine, tables, run_id, "published", published_at=results_db.utcnow())
+    return out
+
+
+def test_readers_see_exactly_the_latest_run(db):
+    engine, tables = db
+    publish(engine, tables, "run-1", rows(tag="a"))
+    publish(engine, tables, "run-2", rows(users=4, tag="b"))
+    current = results_db.read_current(engine, tables)
+    assert set(current["run_id"]) == {"run-2"}
+    assert len(current) == 8
+    assert list(current.columns) == list(results_db.RESULT_COLUMNS)
+
+
+def test_publishing_the_same_run_twice_keeps_one_copy(db):
+    engine, tables = db
+    publish(engine, tables, "run-1", rows())
+    publish(engine, tables, "run-1", rows())
+    with engine.connect() as conn:
+        count = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.results}").scalar()
+    assert count == 6
+
+
+def test_old_runs_are_dropped_beyond_the_retention_limit(db):
+    engine, tables = db
+    for i in range(4):
+        publish(engine, tables, f"run-{i}", rows(tag=str(i)), retain=2)
+    with engine.connect() as conn:
+        kept = set(conn.exec_driver_sql(f"SELECT DISTINCT run_id FROM {tables.results}").scalars())
+    assert kept == {"run-2", "run-3"}
+
+
+def test_a_failed_publish_leaves_the_previous_run_visible(db):
+    engine, tables = db
+    publish(engine, tables, "run-1", rows(tag="a"))
+    broken = rows(tag="b")
+    broken.loc[len(broken) - 1, "item_id"] = None  # NOT NULL violation on the last row
+    with pytest.raises((sa.exc.IntegrityError, psycopg.errors.NotNullViolation)):
+        results_db.publish_recommendations(engine, tables, "run-2", broken, 5)
+    current = results_db.read_current(engine, tables)
+    assert set(current["run_id"]) == {"run-1"} and len(current) == 6
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.results} WHERE run_id = 'run-2'").scalar() == 0
+
+
+def test_run_table_records_status_and_metrics(db):
+    engine, tables = db
+    results_db.apply_schema(engine, tables)
+    results_db.record_run(engine, tables, "r", "trained", model_version="v1", metrics={"model": {"HR@10": 0.5}})
+    results_db.record_run(engine, tables, "r", "published", rows_written=10)
+    record = results_db.get_run(engine, tables, "r")
+    assert record["status"] == "published" and record["model_version"] == "v1"
+    assert record["metrics"] == {"model": {"HR@10": 0.5}} and record["rows_written"] == 10

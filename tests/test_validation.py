@@ -1,0 +1,71 @@
+import pandas as pd
+import pytest
+
+from recsys_tasks.errors import SourceError
+from recsys_tasks.sources import read_interactions, to_canonical, write_interactions
+from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.validation import validate_interactions
+
+GOOD = generate_interactions(SyntheticSpec(users=50, items=40, topics=4, seed=1))
+
+
+def failures(frame):
+    report = validate_interactions(frame)
+    return report, {(f["expectation"], f["column"]) for f in report.failures}
+
+
+def test_generated_data_passes():
+    report, failed = failures(GOOD)
+    assert report.passed, report.summary()
+
+
+def test_null_user_is_named_with_column_and_count():
+    bad = GOOD.copy()
+    bad.loc[3, "user_id"] = None
+    report, failed = failures(bad)
+    assert ("expect_column_values_to_not_be_null", "user_id") in failed
+    assert "user_id: 1 rows" in report.summary()
+
+
+def test_future_timestamps_are_refused():
+    bad = GOOD.copy()
+    bad.loc[0, "ts"] = pd.Timestamp("2100-01-01", tz="UTC")
+    report, failed = failures(bad)
+    assert ("expect_column_values_to_be_between", "ts") in failed
+    assert "2100-01-01" in report.summary()
+
+
+def test_duplicate_flood_is_refused():
+    bad = pd.concat([GOOD, GOOD.head(100)], ignore_index=True)
+    _, failed = failures(bad)
+    assert ("expect_compound_columns_to_be_unique", "user_id,item_id,ts,event_type") in failed
+
+
+def test_text_timestamps_are_quoted_from_the_source():
+    raw = GOOD.assign(ts=GOOD["ts"].astype(str))
+    raw.loc[5, "ts"] = "yesterday"
+    report, failed = failures(to_canonical(raw, "test"))
+    assert ("expect_column_values_to_not_be_null", "ts") in failed
+    assert "yesterday" in report.summary()
+
+
+def test_one_user_log_is_refused():
+    _, failed = failures(GOOD[GOOD["user_id"] == GOOD["user_id"].iloc[0]])
+    assert ("expect_column_unique_value_count_to_be_between", "user_id") in failed
+
+
+def test_missing_column_is_a_source_error(tmp_path):
+    path = tmp_path / "log.csv"
+    GOOD.drop(columns=["item_id"]).to_csv(path, index=False)
+    with pytest.raises(SourceError, match="missing column"):
+        read_interactions(str(path))
+
+
+@pytest.mark.parametrize("target", ["log.csv", "log.parquet", "sqlite:///{tmp}/log.db?table=events"])
+def test_sources_round_trip(tmp_path, target):
+    uri = target.format(tmp=tmp_path) if "sqlite" in target else str(tmp_path / target)
+    write_interactions(GOOD, uri)
+    back = read_interactions(uri)
+    assert len(back) == len(GOOD)
+    assert back["ts"].equals(GOOD["ts"].reset_index(drop=True)) or (back["ts"] == GOOD["ts"]).all()
+    assert validate_interactions(back).passed
