@@ -36,7 +36,8 @@ lint: venv
 
 ui: venv  ## Airflow UI on http://localhost:8080 (airflow standalone: SQLite + LocalExecutor, no login)
 	$(BIN)/airflow db migrate
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__PORT=$(UI_PORT) $(BIN)/airflow standalone
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__PORT=$(UI_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(UI_PORT)/execution/ $(BIN)/airflow standalone
 
 clean:
 	rm -rf var
