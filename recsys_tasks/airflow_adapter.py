@@ -47,8 +47,8 @@ def dag_params() -> dict[str, Any]:
     for name, spec in PARAMS.items():
         owner = getattr(defaults, spec.section) if spec.section else defaults
         default = getattr(owner, name)
-        if name == "source_uri":
-            out[name] = Param(None, type=["null", "string"], description="override RECSYS_SOURCE_URI for this run")
+        if spec.kind is str:  # optional strings: empty keeps the deployment's setting
+            out[name] = Param(None, type=["null", "string"], description=spec.help)
             continue
         bounds = {k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None}
         out[name] = Param(default, type=_JSON_TYPES[spec.kind], description=spec.help, **bounds)

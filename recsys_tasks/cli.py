@@ -56,7 +56,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from recsys_tasks.sources import read_interactions
     from recsys_tasks.validation import validate_interactions
 
-    report = validate_interactions(read_interactions(args.source))
+    report = validate_interactions(read_interactions(args.source), config_from_env().validation)
     print(report.summary())
     if args.report:
         with open(args.report, "w") as handle:

@@ -41,11 +41,37 @@ class TrainConfig:
     device: str = "auto"  # "auto" takes CUDA when present, else CPU
 
 
+SOURCE_FORMATS = ("csv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv", "sequence")
+DEFAULT_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "interaction")
+
+
+@dataclass(frozen=True)
+class ValidationRules:
+    max_duplicate_rate: float = 0.01  # share of rows repeating an earlier (user, item, ts, event)
+    min_rows: int = 1
+    max_rows: int | None = None
+    min_users: int = 2  # a one-user log cannot train or evaluate anything
+    min_items: int = 2
+    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
+    min_value: float | None = None
+    max_value: float | None = None
+    ts_floor: str = "1990-01-01"  # older timestamps are almost always unit or parsing mistakes
+    max_volume_drop: float = 0.5  # fail when rows fall below (1 - this) x the previous run's
+    max_volume_spike: float = 3.0  # fail when rows exceed this x the previous run's
+    max_popularity_drift: float = 0.5  # Jensen-Shannon distance of item shares vs the previous run
+    max_staleness_days: float = 2.0  # newest event older than this: stale
+    freshness_severity: str = "warning"  # "error" to stop stale runs; warning keeps history valid
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     source_uri: str
     db_url: str
     artifact_root: str
+    source_format: str | None = None  # None: detect from the file name (see formats.py)
+    source_columns: str = ""  # column mapping "user_id=uid,ts=created_at"; empty: canonical names
+    window_days: int = 0  # only events of the last N days; 0 keeps the whole log
+    items_uri: str | None = None  # optional item attributes (JSON item -> [attr], or CSV/Parquet item_id, attribute)
     results_table: str = "recommendations"
     current_view: str = "recommendations_current"
     runs_table: str = "recsys_runs"
@@ -58,6 +84,7 @@ class PipelineConfig:
     force_pretrain: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationRules = field(default_factory=ValidationRules)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -86,6 +113,9 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> PipelineConfig:
         "source_uri": env.get("RECSYS_SOURCE_URI"),
         "db_url": env.get("RECSYS_DB_URL"),
         "artifact_root": env.get("RECSYS_ARTIFACT_ROOT"),
+        "source_format": env.get("RECSYS_SOURCE_FORMAT"),
+        "source_columns": env.get("RECSYS_SOURCE_COLUMNS"),
+        "items_uri": env.get("RECSYS_ITEMS_URI"),
     }
     return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v})
 
@@ -94,11 +124,12 @@ def config_from_env(environ: Mapping[str, str] | None = None) -> PipelineConfig:
 class Param:
     """One run-level setting an operator may change: where it lives and what is allowed."""
 
-    section: str | None  # None: PipelineConfig itself; else "model" or "train"
+    section: str | None  # None: PipelineConfig itself; else "model", "train" or "validation"
     kind: type
     low: float | None = None
     high: float | None = None
     help: str = ""
+    choices: tuple[str, ...] = ()
 
 
 PARAMS: dict[str, Param] = {
@@ -106,7 +137,12 @@ PARAMS: dict[str, Param] = {
     "epochs": Param("train", int, 0, 1000, "fine-tuning epochs (upper bound; early stopping)"),
     "pretrain_epochs": Param("train", int, 0, 1000, "masked-item pretraining epochs"),
     "force_pretrain": Param(None, bool, help="rebuild the pretrained encoder even if one exists"),
-    "source_uri": Param(None, str, help="interaction source for this run only"),
+    "source_uri": Param(None, str, help="interaction source for this run only (overrides RECSYS_SOURCE_URI)"),
+    "source_format": Param(None, str, help="file format; detected from the name when empty", choices=SOURCE_FORMATS),
+    "items_uri": Param(None, str, help="item attributes for this run (overrides RECSYS_ITEMS_URI)"),
+    "window_days": Param(None, int, 0, 36500, "only events of the last N days (0: all)"),
+    "max_duplicate_rate": Param("validation", float, 0.0, 1.0, "share of duplicate events tolerated"),
+    "freshness_severity": Param("validation", str, help="'warning' (default) or 'error' for a stale log", choices=("warning", "error")),
     "num_shards": Param(None, int, 1, 256, "generation shards (parallel tasks)"),
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
@@ -129,6 +165,8 @@ def _coerce(name: str, spec: Param, raw: Any) -> Any:
         value = str(raw).strip()
         if not value:
             raise ConfigError(f"param {name!r} must not be empty")
+        if spec.choices and value not in spec.choices:
+            raise ConfigError(f"param {name!r} must be one of {', '.join(spec.choices)}, got {value!r}")
         return value
     try:
         value = spec.kind(raw)
@@ -144,7 +182,7 @@ def _coerce(name: str, spec: Param, raw: Any) -> Any:
 def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineConfig:
     """Apply run-level params; unknown names and bad values raise ConfigError."""
     top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "validation": {}}
     for name, raw in params.items():
         if raw is None or raw == "":
             continue  # an empty field in the trigger form means "use the default"
@@ -157,6 +195,7 @@ def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineCo
         config,
         model=dataclasses.replace(config.model, **sections["model"]),
         train=dataclasses.replace(config.train, **sections["train"]),
+        validation=dataclasses.replace(config.validation, **sections["validation"]),
         **top,
     )
 

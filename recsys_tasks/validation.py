@@ -11,23 +11,12 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from recsys_tasks.config import ValidationRules
+
 log = logging.getLogger(__name__)
-
-DEFAULT_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "interaction")
-
-
-@dataclass(frozen=True)
-class ValidationRules:
-    max_duplicate_rate: float = 0.01  # share of rows repeating an earlier (user, item, ts, event)
-    min_rows: int = 1
-    min_users: int = 2  # a one-user log cannot train or evaluate anything
-    min_items: int = 2
-    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
-    min_value: float | None = None
-    max_value: float | None = None
-
 
 @dataclass
 class ValidationReport:
@@ -35,17 +24,20 @@ class ValidationReport:
     rows: int
     checked_at: str
     failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def summary(self) -> str:
         if self.passed:
-            return f"validation passed: {len(self.checks)} expectations met on {self.rows} rows"
-        lines = [f"validation failed: {len(self.failures)} of {len(self.checks)} expectations not met on {self.rows} rows"]
-        for failure in self.failures:
-            lines.append(f"  - {describe(failure)}")
+            lines = [f"validation passed: {len(self.checks) - len(self.warnings)} of {len(self.checks)} checks met on {self.rows} rows"]
+        else:
+            lines = [f"validation failed: {len(self.failures)} of {len(self.checks)} checks not met on {self.rows} rows"]
+        lines += [f"  - {describe(f)}" for f in self.failures]
+        lines += [f"  - warning: {describe(w)}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -63,7 +55,7 @@ def describe(check: dict[str, Any]) -> str:
     return text
 
 
-def _suite_expectations(frame: pd.DataFrame, rules: ValidationRules, now: pd.Timestamp) -> list[Any]:
+def _suite_expectations(rules: ValidationRules, now: pd.Timestamp, previous: dict | None) -> list[Any]:
     import great_expectations as gx
 
     E = gx.expectations
@@ -71,24 +63,65 @@ def _suite_expectations(frame: pd.DataFrame, rules: ValidationRules, now: pd.Tim
     expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in ("user_id", "item_id", "ts")]
     expectations += [E.ExpectColumnValuesToMatchRegex(column=c, regex=r"\S") for c in ("user_id", "item_id")]
     expectations += [
-        E.ExpectColumnValuesToBeBetween(column="ts", max_value=now),
-        E.ExpectTableRowCountToBeBetween(min_value=rules.min_rows),
+        E.ExpectColumnValuesToBeBetween(column="ts", min_value=pd.Timestamp(rules.ts_floor, tz="UTC"), max_value=now),
+        E.ExpectTableRowCountToBeBetween(min_value=rules.min_rows, max_value=rules.max_rows),
         E.ExpectColumnUniqueValueCountToBeBetween(column="user_id", min_value=rules.min_users),
         E.ExpectColumnUniqueValueCountToBeBetween(column="item_id", min_value=rules.min_items),
         E.ExpectCompoundColumnsToBeUnique(
             column_list=["user_id", "item_id", "ts", "event_type"], mostly=1.0 - rules.max_duplicate_rate
         ),
         E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(rules.event_types)),
+        E.ExpectColumnMaxToBeBetween(
+            column="ts", min_value=now - pd.Timedelta(days=rules.max_staleness_days),
+            meta={"check": "freshness", "severity": rules.freshness_severity},
+        ),
     ]
     if rules.min_value is not None or rules.max_value is not None:
         expectations.append(E.ExpectColumnValuesToBeBetween(column="value", min_value=rules.min_value, max_value=rules.max_value))
+    if previous:
+        expectations.append(
+            E.ExpectTableRowCountToBeBetween(
+                min_value=int(previous["rows"] * (1.0 - rules.max_volume_drop)),
+                max_value=int(previous["rows"] * rules.max_volume_spike),
+                meta={"check": "volume change vs previous run", "severity": "error", "previous_rows": previous["rows"]},
+            )
+        )
     return expectations
 
 
+def profile(frame: pd.DataFrame, top_items: int = 1000) -> dict[str, Any]:
+    """What the next run compares itself with: volume and the head of the item distribution."""
+    counts = frame["item_id"].value_counts()
+    return {
+        "rows": len(frame),
+        "users": int(frame["user_id"].nunique()),
+        "items": int(len(counts)),
+        "max_ts": str(frame["ts"].max()),
+        "item_counts": {str(k): int(v) for k, v in counts.head(top_items).items()},
+    }
+
+
+def popularity_drift(previous: dict[str, Any], current: dict[str, Any]) -> float:
+    """Jensen-Shannon distance (0 same, 1 disjoint) of item shares over the previous head + the rest."""
+    keys = list(previous["item_counts"])
+    p = np.array([previous["item_counts"][k] for k in keys] + [previous["rows"] - sum(previous["item_counts"].values())], float)
+    q = np.array([current["item_counts"].get(k, 0) for k in keys], float)
+    q = np.append(q, max(current["rows"] - q.sum(), 0.0))
+    p, q = p / max(p.sum(), 1.0), q / max(q.sum(), 1.0)
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = lambda a: np.nansum(np.where(a > 0, a * np.log2(a / m), 0.0))  # noqa: E731
+        return float(np.sqrt(max((kl(p) + kl(q)) / 2, 0.0)))
+
+
 def validate_interactions(
-    frame: pd.DataFrame, rules: ValidationRules | None = None, now: pd.Timestamp | None = None
+    frame: pd.DataFrame, rules: ValidationRules | None = None, now: pd.Timestamp | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> ValidationReport:
-    """Run the suite; never raises for bad data, the report says what is wrong."""
+    """Run the suite (and, given the previous good run's profile, the drift checks).
+
+    Never raises for bad data: the report says what is wrong and how badly.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -100,18 +133,28 @@ def validate_interactions(
     batch = context.data_sources.add_pandas("recsys").add_dataframe_asset("interactions")
     definition = batch.add_batch_definition_whole_dataframe("whole_log")
     suite = context.suites.add(gx.ExpectationSuite(name="interactions"))
-    for expectation in _suite_expectations(frame, rules, now):
+    for expectation in _suite_expectations(rules, now, previous):
         suite.add_expectation(expectation)
     validation = context.validation_definitions.add(gx.ValidationDefinition(name="interactions", data=definition, suite=suite))
-    data = pd.DataFrame(frame)  # GX reads the frame; attrs (raw timestamps) are ours
     result = validation.run(
-        batch_parameters={"dataframe": data},
+        batch_parameters={"dataframe": pd.DataFrame(frame)},
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
     )
     checks = [_check(r, frame) for r in result.results]
-    failures = [c for c in checks if not c["success"]]
+    current = profile(frame)
+    if previous:
+        drift = popularity_drift(previous, current)
+        checks.append({
+            "expectation": "item popularity drift vs previous run", "column": "item_id", "severity": "error",
+            "success": drift <= rules.max_popularity_drift,
+            "observed": f"Jensen-Shannon distance {drift:.3f} (limit {rules.max_popularity_drift})",
+            "unexpected_count": None, "unexpected_percent": None, "examples": [], "error": None,
+        })
+    failures = [c for c in checks if not c["success"] and c["severity"] == "error"]
+    warnings = [c for c in checks if not c["success"] and c["severity"] != "error"]
     return ValidationReport(
-        passed=not failures, rows=len(frame), checked_at=now.isoformat(), failures=failures, checks=checks
+        passed=not failures, rows=len(frame), checked_at=now.isoformat(),
+        failures=failures, warnings=warnings, checks=checks, profile=current,
     )
 
 
@@ -126,8 +169,10 @@ def _check(result: Any, frame: pd.DataFrame) -> dict[str, Any]:
     error = None
     if result.exception_info and result.exception_info.get("raised_exception"):
         error = result.exception_info.get("exception_message")
+    meta = result.expectation_config.meta or {}
     return {
-        "expectation": result.expectation_config.type,
+        "expectation": meta.get("check", result.expectation_config.type),
+        "severity": meta.get("severity", "error"),
         "column": column or None,
         "success": bool(result.success),
         "observed": _plain(info.get("observed_value")),

@@ -4,36 +4,51 @@ from __future__ import annotations
 
 import logging
 
+import pandas as pd
+
 from recsys_tasks.errors import DataValidationError
 from recsys_tasks.prepare import build_sequences, leave_one_out
-from recsys_tasks.sources import read_interactions
+from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, read_item_attributes
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.validation import validate_interactions
 
 log = logging.getLogger(__name__)
 
+LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # volume and item shares of the last log that passed
+
 
 def extract(run: RunContext) -> dict:
     """Read the configured source into the canonical frame, saved with the run."""
-    run.record("extracting", source_uri=run.config.source_uri)
-    frame = read_interactions(run.config.source_uri)
+    config = run.config
+    run.record("extracting", source_uri=config.source_uri)
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=config.window_days) if config.window_days else None
+    options = SourceOptions(fmt=config.source_format, columns=parse_column_map(config.source_columns), since=since)
+    frame = read_interactions(config.source_uri, options)
     key = run.path("interactions.parquet")
     run.store.write_frame(key, frame)
-    log.info("extracted %d interactions from %s into %s", len(frame), run.config.source_uri, run.store.uri(key))
-    return {"interactions": key, "rows": len(frame)}
+    log.info("extracted %d interactions from %s into %s", len(frame), config.source_uri, run.store.uri(key))
+    out = {"interactions": key, "rows": len(frame), "item_attributes": None}
+    if config.items_uri:
+        attributes = read_item_attributes(config.items_uri)
+        out["item_attributes"] = run.path("item_attributes.parquet")
+        run.store.write_frame(out["item_attributes"], attributes)
+        log.info("item attributes: %d rows for %d items from %s", len(attributes), attributes["item_id"].nunique(), config.items_uri)
+    return out
 
 
 def validate(run: RunContext, interactions: str) -> dict:
     """Run the expectation suite; a failure stops the run before anything is trained."""
     frame = run.store.read_frame(interactions)
-    report = validate_interactions(frame)
+    previous = run.store.read_json(LAST_GOOD_PROFILE) if run.store.exists(LAST_GOOD_PROFILE) else None
+    report = validate_interactions(frame, run.config.validation, previous=previous)
     report_key = run.path("validation.json")
     report_uri = run.store.write_json(report_key, report.to_dict())
     log.info("%s\nvalidation report: %s", report.summary(), report_uri)
     if not report.passed:
         run.record("failed_validation", message=report.summary())
         raise DataValidationError(f"{report.summary()}\nfull report: {report_uri}", report_uri=report_uri)
-    run.record("validated")
+    run.store.write_json(LAST_GOOD_PROFILE, {**report.profile, "run_id": run.run_id})
+    run.record("validated", message=report.summary() if report.warnings else None)
     return {"report": report_key, "rows": report.rows}
 
 
