@@ -71,6 +71,9 @@ class PipelineConfig:
     source_format: str | None = None  # None: detect from the file name (see formats.py)
     source_columns: str = ""  # column mapping "user_id=uid,ts=created_at"; empty: canonical names
     window_days: int = 0  # only events of the last N days; 0 keeps the whole log
+    dedup_keep: str = "first"  # which of a user's repeated events of one item is kept: "first" or "last"
+    min_user_events: int = 0  # k-core bounds; 0 keeps everyone (every user still gets recommendations)
+    min_item_events: int = 0
     items_uri: str | None = None  # optional item attributes (JSON item -> [attr], or CSV/Parquet item_id, attribute)
     results_table: str = "recommendations"
     current_view: str = "recommendations_current"
@@ -143,6 +146,9 @@ PARAMS: dict[str, Param] = {
     "window_days": Param(None, int, 0, 36500, "only events of the last N days (0: all)"),
     "max_duplicate_rate": Param("validation", float, 0.0, 1.0, "share of duplicate events tolerated"),
     "freshness_severity": Param("validation", str, help="'warning' (default) or 'error' for a stale log", choices=("warning", "error")),
+    "min_user_events": Param(None, int, 0, 1000, "k-core: drop users with fewer events"),
+    "min_item_events": Param(None, int, 0, 1000, "k-core: drop items with fewer events"),
+    "dedup_keep": Param(None, str, help="keep the first or last of repeated (user, item) events", choices=("first", "last")),
     "num_shards": Param(None, int, 1, 256, "generation shards (parallel tasks)"),
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),

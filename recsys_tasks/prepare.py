@@ -48,15 +48,37 @@ class Sequences:
             return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"])
 
 
-def build_sequences(frame: pd.DataFrame) -> Sequences:
-    """De-duplicate events, order by time, and index users and items.
+def k_core(events: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Drop users and items with too few events, repeatedly, until both bounds hold."""
+    while min_user > 1 or min_item > 1:
+        users = events["user_id"].map(events["user_id"].value_counts())
+        items = events["item_id"].map(events["item_id"].value_counts())
+        keep = (users >= min_user) & (items >= min_item)
+        if keep.all():
+            break
+        events = events[keep]
+    return events
 
-    Repeated (user, item) pairs keep their first occurrence: the split's targets must be items
-    the user has not seen before, because evaluation excludes seen items.
+
+def build_sequences(
+    frame: pd.DataFrame, known_items: list[str] | None = None, keep: str = "first",
+    min_user_events: int = 0, min_item_events: int = 0,
+) -> Sequences:
+    """De-duplicate events, filter to a k-core, order by time, and index users and items.
+
+    Repeated (user, item) pairs keep one occurrence (`keep`: "first" or "last"): the split's
+    targets must be items the user has not seen before, because evaluation excludes seen items.
+    `known_items` is the vocabulary of earlier runs: those ids keep their tokens and new ids
+    are appended after them, so a token means the same item from one run to the next.
     """
+    if keep not in {"first", "last"}:
+        raise ValueError(f"keep must be 'first' or 'last', got {keep!r}")
     events = frame[["user_id", "item_id", "ts"]].sort_values(["user_id", "ts", "item_id"], kind="stable")
-    events = events.drop_duplicates(["user_id", "item_id"], keep="first")
-    item_ids = sorted(events["item_id"].unique().tolist())
+    events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
+    events = k_core(events, min_user_events, min_item_events)
+    known = list(known_items or [])
+    seen = set(known)
+    item_ids = known + sorted(i for i in events["item_id"].unique().tolist() if i not in seen)
     user_ids = sorted(events["user_id"].unique().tolist())
     item_token = pd.Series(np.arange(1, len(item_ids) + 1), index=item_ids)
     user_index = pd.Series(np.arange(len(user_ids)), index=user_ids)

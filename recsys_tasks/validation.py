@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,12 @@ class ValidationReport:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] = field(default_factory=dict)
+    data_docs_dir: str | None = None  # GX Data Docs (HTML) in a temporary folder; the caller keeps or drops it
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("data_docs_dir")
+        return out
 
     def summary(self) -> str:
         if self.passed:
@@ -136,11 +140,19 @@ def validate_interactions(
     for expectation in _suite_expectations(rules, now, previous):
         suite.add_expectation(expectation)
     validation = context.validation_definitions.add(gx.ValidationDefinition(name="interactions", data=definition, suite=suite))
-    result = validation.run(
-        batch_parameters={"dataframe": pd.DataFrame(frame)},
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="interactions",
+            validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+        )
     )
+    outcome = checkpoint.run(batch_parameters={"dataframe": pd.DataFrame(frame)})
+    result = next(iter(outcome.run_results.values()))
     checks = [_check(r, frame) for r in result.results]
+    sites = context.get_docs_sites_urls()
+    docs_dir = str(Path(sites[0]["site_url"].removeprefix("file://")).parent) if sites else None
     current = profile(frame)
     if previous:
         drift = popularity_drift(previous, current)
@@ -154,7 +166,7 @@ def validate_interactions(
     warnings = [c for c in checks if not c["success"] and c["severity"] != "error"]
     return ValidationReport(
         passed=not failures, rows=len(frame), checked_at=now.isoformat(),
-        failures=failures, warnings=warnings, checks=checks, profile=current,
+        failures=failures, warnings=warnings, checks=checks, profile=current, data_docs_dir=docs_dir,
     )
 
 

@@ -4,7 +4,8 @@ message, and the published recommendations stay exactly as they were."""
 import pandas as pd
 import pytest
 
-from recsys_tasks import airflow_adapter, cli, results_db
+from helpers import read_view, run_record
+from recsys_tasks import airflow_adapter, cli
 from recsys_tasks.config import config_from_env
 from recsys_tasks.sources import read_interactions, write_interactions
 from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
@@ -116,18 +117,10 @@ def published(tmp_path_factory, airflow_db):
     patch.undo()
 
 
-def view(config):
-    engine = results_db.make_engine(config.db_url)
-    try:
-        return results_db.read_current(engine, results_db.Tables.from_config(config))
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.parametrize("make_bad, message", CORPUS, ids=[m.__name__ for m, _ in CORPUS])
 def test_bad_input_is_refused_and_nothing_is_published(published, make_bad, message):
     config, home, good = published
-    before = view(config)
+    before = read_view(config)
     path = home / f"{make_bad.__name__}.csv"
     make_bad(good, path)
 
@@ -137,12 +130,10 @@ def test_bad_input_is_refused_and_nothing_is_published(published, make_bad, mess
     failed = {t for t, s in outcome["tasks"].items() if s == "failed"}
     assert failed <= {"extract", "validate"} and failed, outcome["tasks"]
     assert outcome["tasks"]["publish"] == "upstream_failed"
-    engine = results_db.make_engine(config.db_url)
-    record = results_db.get_run(engine, results_db.Tables.from_config(config), outcome["run_id"])
-    engine.dispose()
+    record = run_record(config, outcome["run_id"])
     assert record["status"] in {"failed_validation", "failed"}
     assert message in record["message"], record["message"]
-    assert view(config).equals(before)
+    assert read_view(config).equals(before)
 
 
 def test_validate_command_exit_codes(published, capsys):

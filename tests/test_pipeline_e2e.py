@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import airflow_adapter, results_db
+from helpers import read_view, run_record
+from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
 from recsys_tasks.prepare import build_sequences
 from recsys_tasks.sources import read_interactions, write_interactions
@@ -20,29 +21,13 @@ def seeded(recsys_home, airflow_db):
     return config
 
 
-def current(config):
-    engine = results_db.make_engine(config.db_url)
-    try:
-        return results_db.read_current(engine, results_db.Tables.from_config(config))
-    finally:
-        engine.dispose()
-
-
-def run_record(config, run_id):
-    engine = results_db.make_engine(config.db_url)
-    try:
-        return results_db.get_run(engine, results_db.Tables.from_config(config), run_id)
-    finally:
-        engine.dispose()
-
-
 def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
     outcome = airflow_adapter.run_dag("recsys_nightly", TINY)
     assert outcome["state"] == "success", outcome["tasks"]
     assert outcome["tasks"]["publish"] == "success"
     assert sum(1 for t in outcome["tasks"] if t.startswith("generate[")) == 3
 
-    recs = current(seeded)
+    recs = read_view(seeded)
     assert recs["run_id"].nunique() == 1 and recs["run_id"].iloc[0] == outcome["run_id"]
     seqs = build_sequences(read_interactions(seeded.source_uri))
     assert set(recs["user_id"]) == set(seqs.user_ids)
@@ -59,7 +44,7 @@ def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
 
 def test_bad_data_fails_validation_and_keeps_the_published_run(seeded, recsys_home):
     first = airflow_adapter.run_dag("recsys_nightly", TINY)
-    before = current(seeded)
+    before = read_view(seeded)
 
     bad = read_interactions(seeded.source_uri)
     bad.loc[:20, "ts"] = pd.Timestamp("2100-01-01", tz="UTC")
@@ -70,7 +55,7 @@ def test_bad_data_fails_validation_and_keeps_the_published_run(seeded, recsys_ho
     assert second["state"] == "failed"
     assert second["tasks"]["validate"] == "failed"
     assert second["tasks"]["publish"] == "upstream_failed"
-    after = current(seeded)
+    after = read_view(seeded)
     assert after.equals(before) and set(after["run_id"]) == {first["run_id"]}
     record = run_record(seeded, second["run_id"])
     assert record["status"] == "failed_validation"

@@ -69,3 +69,31 @@ def test_sources_round_trip(tmp_path, target):
     assert len(back) == len(GOOD)
     assert back["ts"].equals(GOOD["ts"].reset_index(drop=True)) or (back["ts"] == GOOD["ts"]).all()
     assert validate_interactions(back).passed
+
+
+def test_vocabulary_keeps_known_tokens_and_appends_new_items():
+    from recsys_tasks.prepare import build_sequences
+
+    first = build_sequences(GOOD)
+    later = GOOD.assign(item_id=GOOD["item_id"].where(GOOD.index % 5 != 0, "brand-new"))
+    second = build_sequences(later, known_items=first.item_ids)
+    assert second.item_ids[: first.n_items] == first.item_ids
+    assert second.item_ids[first.n_items :] == ["brand-new"]
+
+
+def test_k_core_and_dedup_policy():
+    from recsys_tasks.prepare import build_sequences
+
+    frame = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "a", "b", "c", "c"],
+            "item_id": ["x", "y", "x", "x", "x", "y"],
+            "ts": pd.to_datetime([1, 2, 3, 1, 1, 2], unit="s", utc=True),
+        }
+    )
+    first = build_sequences(frame)
+    assert [first.item_ids[t - 1] for t in first.sequence(0)] == ["x", "y"]
+    last = build_sequences(frame, keep="last")
+    assert [last.item_ids[t - 1] for t in last.sequence(0)] == ["y", "x"]
+    core = build_sequences(frame, min_user_events=2, min_item_events=2)
+    assert core.user_ids == ["a", "c"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -14,6 +16,7 @@ from recsys_tasks.validation import validate_interactions
 
 log = logging.getLogger(__name__)
 
+VOCABULARY = "vocabulary/items.json"  # item id -> token, stable across runs (new ids are appended)
 LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # volume and item shares of the last log that passed
 
 
@@ -43,7 +46,8 @@ def validate(run: RunContext, interactions: str) -> dict:
     report = validate_interactions(frame, run.config.validation, previous=previous)
     report_key = run.path("validation.json")
     report_uri = run.store.write_json(report_key, report.to_dict())
-    log.info("%s\nvalidation report: %s", report.summary(), report_uri)
+    docs = _keep_data_docs(run, report.data_docs_dir)
+    log.info("%s\nvalidation report: %s\nGX Data Docs: %s", report.summary(), report_uri, docs)
     if not report.passed:
         run.record("failed_validation", message=report.summary())
         raise DataValidationError(f"{report.summary()}\nfull report: {report_uri}", report_uri=report_uri)
@@ -52,11 +56,29 @@ def validate(run: RunContext, interactions: str) -> dict:
     return {"report": report_key, "rows": report.rows}
 
 
+def _keep_data_docs(run: RunContext, folder: str | None) -> str | None:
+    """Copy GX's HTML Data Docs from its temporary folder into the run's artifacts."""
+    if not folder:
+        return None
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        run.store.write_bytes(run.path(f"data_docs/{path.relative_to(root)}"), path.read_bytes())
+    shutil.rmtree(root, ignore_errors=True)
+    return run.store.uri(run.path("data_docs/index.html"))
+
+
 def prepare(run: RunContext, interactions: str) -> dict:
     """De-duplicate, index ids, build per-user sequences and the leave-one-out split."""
+    config = run.config
     frame = run.store.read_frame(interactions)
-    seqs = build_sequences(frame)
-    split = leave_one_out(seqs, run.config.min_sequence_length)
+    known = run.store.read_json(VOCABULARY)["items"] if run.store.exists(VOCABULARY) else None
+    seqs = build_sequences(frame, known, config.dedup_keep, config.min_user_events, config.min_item_events)
+    if seqs.n_users == 0:
+        raise DataValidationError(
+            f"k-core filtering (users >= {config.min_user_events}, items >= {config.min_item_events} events) left no users"
+        )
+    run.store.write_json(VOCABULARY, {"items": seqs.item_ids})
+    split = leave_one_out(seqs, config.min_sequence_length)
     key = run.path("sequences.npz")
     run.store.write_bytes(key, seqs.to_bytes())
     summary = {
