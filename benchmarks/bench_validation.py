@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--out", default="results/validation.json")
     args = parser.parse_args()
 
-    users = max(args.rows // 15, 2)  # the generator averages ~15 events per user
-    frame = generate_interactions(SyntheticSpec(users=users, items=max(users // 5, 100), seed=7))
+    users = max(args.rows // 14, 2)  # the generator averages ~15 events per user: make a few too many
+    frame = generate_interactions(SyntheticSpec(users=users, items=max(users // 5, 100), seed=7)).head(args.rows)
     previous = profile(frame)
     started = time.perf_counter()
     report = validate_interactions(frame, previous=previous)

@@ -82,6 +82,8 @@ class PipelineConfig:
     num_shards: int = 4  # generation tasks per run; bounded so the scheduler sees a handful, not one per user
     retain_runs: int = 5  # published runs kept in the results table, the current one included
     min_sequence_length: int = 3  # users need train + validation + test items to be evaluated
+    split: str = "leave_one_out"  # or "time": evaluate only users active after time_split_quantile
+    time_split_quantile: float = 0.8
     gate_metric: str = "NDCG@10"
     gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
     force_pretrain: bool = False
@@ -149,6 +151,15 @@ PARAMS: dict[str, Param] = {
     "min_user_events": Param(None, int, 0, 1000, "k-core: drop users with fewer events"),
     "min_item_events": Param(None, int, 0, 1000, "k-core: drop items with fewer events"),
     "dedup_keep": Param(None, str, help="keep the first or last of repeated (user, item) events", choices=("first", "last")),
+    "split": Param(None, str, help="leave_one_out, or time (evaluate only recently active users)", choices=("leave_one_out", "time")),
+    "ts_floor": Param("validation", str, help="timestamps before this date are refused"),
+    "min_rows": Param("validation", int, 0, 10**10, "fewest interactions accepted"),
+    "min_users": Param("validation", int, 0, 10**9, "fewest distinct users accepted"),
+    "min_items": Param("validation", int, 0, 10**9, "fewest distinct items accepted"),
+    "max_volume_drop": Param("validation", float, 0.0, 1.0, "largest relative drop in rows vs the previous good run"),
+    "max_volume_spike": Param("validation", float, 1.0, 1000.0, "largest growth factor in rows vs the previous good run"),
+    "max_popularity_drift": Param("validation", float, 0.0, 1.0, "largest Jensen-Shannon distance of item shares"),
+    "max_staleness_days": Param("validation", float, 0.0, 36500.0, "newest event must be younger than this"),
     "num_shards": Param(None, int, 1, 256, "generation shards (parallel tasks)"),
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),

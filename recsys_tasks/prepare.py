@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys_tasks.config import PipelineConfig
+
 
 @dataclass(frozen=True)
 class Sequences:
@@ -20,6 +22,7 @@ class Sequences:
     item_ids: list[str]  # token - 1 -> source id
     offsets: np.ndarray  # (n_users + 1,) int64
     items: np.ndarray  # (n_events,) int64 tokens in time order per user
+    last_ts: np.ndarray | None = None  # (n_users,) int64 seconds of each user's newest event
 
     @property
     def n_users(self) -> int:
@@ -38,14 +41,18 @@ class Sequences:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         vocab = json.dumps({"users": self.user_ids, "items": self.item_ids}).encode()
-        np.savez_compressed(buffer, offsets=self.offsets, items=self.items, vocab=np.frombuffer(vocab, dtype=np.uint8))
+        last_ts = self.last_ts if self.last_ts is not None else np.zeros(0, dtype=np.int64)
+        np.savez_compressed(
+            buffer, offsets=self.offsets, items=self.items, last_ts=last_ts, vocab=np.frombuffer(vocab, dtype=np.uint8)
+        )
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Sequences:
         with np.load(io.BytesIO(data)) as arrays:
             vocab = json.loads(arrays["vocab"].tobytes())
-            return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"])
+            last_ts = arrays["last_ts"] if len(arrays["last_ts"]) else None
+            return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"], last_ts)
 
 
 def k_core(events: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
@@ -86,7 +93,12 @@ def build_sequences(
     tokens = item_token.loc[events["item_id"]].to_numpy().astype(np.int64)
     counts = np.bincount(users, minlength=len(user_ids))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return Sequences(user_ids=[str(u) for u in user_ids], item_ids=[str(i) for i in item_ids], offsets=offsets, items=tokens)
+    seconds = events["ts"].astype("int64").to_numpy() // 10**9 if len(events) else np.zeros(0, dtype=np.int64)
+    last_ts = seconds[offsets[1:] - 1] if len(user_ids) else np.zeros(0, dtype=np.int64)
+    return Sequences(
+        user_ids=[str(u) for u in user_ids], item_ids=[str(i) for i in item_ids], offsets=offsets, items=tokens,
+        last_ts=last_ts,
+    )
 
 
 @dataclass(frozen=True)
@@ -97,12 +109,29 @@ class Split:
     eval_users: np.ndarray  # users with a validation and a test item
 
 
-def leave_one_out(seqs: Sequences, min_length: int = 3) -> Split:
+def leave_one_out(seqs: Sequences, min_length: int = 3, time_quantile: float | None = None) -> Split:
+    """Each evaluated user's last item is the test target, the one before the validation target.
+
+    With `time_quantile` (e.g. 0.8) the split is temporal: only users whose last event comes
+    after that quantile of all users' last-event times are evaluated, so no test target is
+    older than any training sequence's end; everyone else trains on their whole history.
+    """
     lengths = seqs.lengths()
     eval_mask = lengths >= min_length
+    if time_quantile is not None:
+        if seqs.last_ts is None:
+            raise ValueError("a time-based split needs event times (rebuild the sequences)")
+        cutoff = np.quantile(seqs.last_ts, time_quantile) if len(seqs.last_ts) else 0
+        eval_mask &= seqs.last_ts >= cutoff
     # evaluated users hold back their last two items; the rest train on everything they have
     train_end = seqs.offsets[1:] - np.where(eval_mask, 2, 0)
     return Split(train_end=train_end, eval_users=np.flatnonzero(eval_mask))
+
+
+def split_for(config: PipelineConfig, seqs: Sequences) -> Split:
+    """The split the config asks for: leave-one-out, or its temporal variant."""
+    quantile = config.time_split_quantile if config.split == "time" else None
+    return leave_one_out(seqs, config.min_sequence_length, quantile)
 
 
 def item_popularity(seqs: Sequences, split: Split) -> np.ndarray:

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -97,3 +98,15 @@ def test_k_core_and_dedup_policy():
     assert [last.item_ids[t - 1] for t in last.sequence(0)] == ["y", "x"]
     core = build_sequences(frame, min_user_events=2, min_item_events=2)
     assert core.user_ids == ["a", "c"]
+
+
+def test_time_based_split_evaluates_only_recent_users():
+    from recsys_tasks.prepare import build_sequences, leave_one_out
+
+    seqs = build_sequences(GOOD)
+    everyone = leave_one_out(seqs)
+    recent = leave_one_out(seqs, time_quantile=0.8)
+    assert 0 < len(recent.eval_users) < len(everyone.eval_users)
+    cutoff = np.quantile(seqs.last_ts, 0.8)
+    assert (seqs.last_ts[recent.eval_users] >= cutoff).all()
+    assert (seqs.last_ts[np.setdiff1d(everyone.eval_users, recent.eval_users)] < cutoff).all()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys_tasks.errors import DataValidationError
-from recsys_tasks.prepare import build_sequences, leave_one_out
+from recsys_tasks.prepare import build_sequences, split_for
 from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, read_item_attributes
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.validation import validate_interactions
@@ -78,7 +78,7 @@ def prepare(run: RunContext, interactions: str) -> dict:
             f"k-core filtering (users >= {config.min_user_events}, items >= {config.min_item_events} events) left no users"
         )
     run.store.write_json(VOCABULARY, {"items": seqs.item_ids})
-    split = leave_one_out(seqs, config.min_sequence_length)
+    split = split_for(config, seqs)
     key = run.path("sequences.npz")
     run.store.write_bytes(key, seqs.to_bytes())
     summary = {

@@ -16,7 +16,7 @@ import torch
 from recsys_tasks.evaluation import evaluate, model_scorer
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.objectives import make_objective
-from recsys_tasks.prepare import Sequences, Split, leave_one_out, left_padded_windows
+from recsys_tasks.prepare import Sequences, Split, left_padded_windows, split_for
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.training import resolve_device, train, warm_start
 
@@ -42,7 +42,7 @@ def load_torch(run: RunContext, key: str) -> dict:
 
 def load_data(run: RunContext, sequences: str) -> tuple[Sequences, Split]:
     seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
-    return seqs, leave_one_out(seqs, run.config.min_sequence_length)
+    return seqs, split_for(run.config, seqs)
 
 
 def training_windows(run: RunContext, seqs: Sequences, split: Split):
