@@ -82,6 +82,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+    from pathlib import Path
+
+    from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
+
+    train = dataclasses.replace(
+        BENCH_TRAIN, epochs=args.epochs, patience=args.patience, pretrain_epochs=args.pretrain_epochs, seed=args.seed,
+    )
+    objectives = tuple(o for o in args.pretrain.replace(",", "+").split("+") if o)
+    figures = run_benchmark(args.data, args.attributes, BENCH_MODEL, train, objectives)
+    print(json.dumps(figures, indent=2))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"saved to {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--source", required=True)
     val.add_argument("--report", help="also write the JSON report here")
     val.set_defaults(func=cmd_validate)
+
+    bench = sub.add_parser("bench", help="the published full-ranking protocol on a sequence dataset")
+    bench.add_argument("--data", required=True, help="e.g. ../shared/datasets/Beauty.txt")
+    bench.add_argument("--attributes", help="item attributes JSON (for the attribute objective)")
+    bench.add_argument("--out", required=True, help="where the figures go (JSON)")
+    bench.add_argument("--pretrain", default="", help="pretraining objectives, e.g. masked_item+contrastive")
+    bench.add_argument("--pretrain-epochs", type=int, default=0)
+    bench.add_argument("--epochs", type=int, default=200, help="fine-tuning upper bound")
+    bench.add_argument("--patience", type=int, default=10)
+    bench.add_argument("--seed", type=int, default=42)
+    bench.set_defaults(func=cmd_bench)
 
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from recsys_tasks.model import PAD, SequenceEncoder
 
@@ -21,12 +23,20 @@ class Batch:
     inputs: torch.Tensor  # (B, T) tokens fed to the encoder
     targets: torch.Tensor  # (B, T) token to predict at each position; PAD = no target
 
+    def to(self, device: torch.device) -> Batch:
+        return Batch(inputs=self.inputs.to(device), targets=self.targets.to(device))
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
 
 class Objective(Protocol):
     name: str
-    causal: bool
 
-    def make_batch(self, sequences: torch.Tensor, generator: torch.Generator) -> Batch: ...
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """sequences (B, T + 1), left-padded -> scalar loss."""
+        ...
 
 
 def full_softmax_loss(model: SequenceEncoder, batch: Batch, causal: bool) -> torch.Tensor:
@@ -50,6 +60,9 @@ class NextItem:
         targets[inputs == PAD] = PAD
         return Batch(inputs=inputs, targets=targets)
 
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return full_softmax_loss(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
+
 
 @dataclass(frozen=True)
 class MaskedItem:
@@ -72,13 +85,123 @@ class MaskedItem:
         targets = torch.where(hide, tokens, torch.zeros_like(tokens))
         return Batch(inputs=inputs, targets=targets)
 
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return full_softmax_loss(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
 
-def make_objective(name: str, model: SequenceEncoder, mask_prob: float) -> Objective:
+
+@dataclass(frozen=True)
+class Contrastive:
+    """CL4SRec-style InfoNCE: two augmented views of a sequence agree, other sequences in the
+    batch are the negatives. Augmentations: crop, mask and reorder a random share of items."""
+
+    mask_token: int
+    crop_ratio: float = 0.6
+    mask_ratio: float = 0.3
+    reorder_ratio: float = 0.3
+    temperature: float = 0.2
+    name: str = "contrastive"
+
+    def augment(self, row: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One view of one sequence (its real items only, oldest first)."""
+        n = len(row)
+        choice = int(torch.randint(3, (1,), generator=generator))
+        if choice == 0 and n > 1:  # crop
+            keep = max(1, int(n * self.crop_ratio))
+            start = int(torch.randint(n - keep + 1, (1,), generator=generator))
+            return row[start : start + keep]
+        if choice == 1:  # mask
+            hide = torch.rand(n, generator=generator) < self.mask_ratio
+            return torch.where(hide, torch.full_like(row, self.mask_token), row)
+        span = max(1, int(n * self.reorder_ratio))  # reorder
+        start = int(torch.randint(n - span + 1, (1,), generator=generator))
+        out = row.clone()
+        out[start : start + span] = row[start : start + span][torch.randperm(span, generator=generator)]
+        return out
+
+    def make_views(self, sequences: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T + 1) -> two (B, T) left-padded views."""
+        length = sequences.shape[1] - 1
+        views = []
+        for _ in range(2):
+            view = torch.zeros(sequences.shape[0], length, dtype=sequences.dtype)
+            for b, row in enumerate(sequences):
+                augmented = self.augment(row[row != PAD][-length:], generator)
+                view[b, length - len(augmented) :] = augmented
+            views.append(view)
+        return views[0], views[1]
+
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        first, second = (v.to(_device(model)) for v in self.make_views(sequences, generator))
+        z1 = F.normalize(model(first, causal=True)[:, -1], dim=-1)  # (B, D)
+        z2 = F.normalize(model(second, causal=True)[:, -1], dim=-1)
+        logits = z1 @ z2.T / self.temperature  # (B, B): the diagonal pairs are the positives
+        labels = torch.arange(len(z1), device=logits.device)
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+class AttributePrediction(nn.Module):
+    """S3-Rec-style attribute objective: from a masked position, predict the hidden item's
+    attributes (multi-label). The attribute embeddings are this objective's own parameters."""
+
+    name = "attribute"
+
+    def __init__(self, item_attributes: torch.Tensor, mask_token: int, mask_prob: float, d_model: int):
+        super().__init__()
+        self.register_buffer("item_attributes", item_attributes.float())  # (n_items + 2, n_attributes) multi-hot
+        self.masking = MaskedItem(mask_token=mask_token, mask_prob=mask_prob)
+        self.attribute_embedding = nn.Embedding(item_attributes.shape[1], d_model)
+        nn.init.normal_(self.attribute_embedding.weight, std=0.02)
+
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch = self.masking.make_batch(sequences, generator).to(_device(model))
+        hidden = model(batch.inputs, causal=False)  # (B, T, D)
+        has_target = batch.targets != PAD
+        logits = hidden[has_target] @ self.attribute_embedding.weight.T  # (N, n_attributes)
+        return F.binary_cross_entropy_with_logits(logits, self.item_attributes[batch.targets[has_target]])
+
+
+class Combined(nn.Module):
+    """Several objectives trained together: the sum of their losses."""
+
+    def __init__(self, parts: list[Objective]):
+        super().__init__()
+        self.parts = parts
+        self.modules_ = nn.ModuleList([p for p in parts if isinstance(p, nn.Module)])
+        self.name = "+".join(p.name for p in parts)
+
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return sum(part.loss(model, sequences, generator) for part in self.parts)
+
+
+def attribute_matrix(rows: pd.DataFrame, item_ids: list[str], n_tokens: int) -> torch.Tensor:
+    """Multi-hot (n_tokens, n_attributes) from `item_id, attribute` rows; token = index + 1."""
+    token = {item: i for i, item in enumerate(item_ids, start=1)}
+    rows = rows[rows["item_id"].isin(token.keys())]
+    attributes = {a: j for j, a in enumerate(sorted(rows["attribute"].unique()))}
+    matrix = torch.zeros(n_tokens, max(len(attributes), 1), dtype=torch.bool)
+    matrix[rows["item_id"].map(token).to_numpy(), rows["attribute"].map(attributes).to_numpy()] = True
+    return matrix
+
+
+OBJECTIVE_NAMES = ("next_item", "masked_item", "contrastive", "attribute")
+
+
+def make_objective(
+    name: str, model: SequenceEncoder, mask_prob: float,
+    attributes: pd.DataFrame | None = None, item_ids: list[str] | None = None,
+) -> Objective:
+    """An objective by name; "a+b" trains several together."""
+    if "+" in name:
+        return Combined([make_objective(n, model, mask_prob, attributes, item_ids) for n in name.split("+")])
     if name == "next_item":
         return NextItem()
     if name == "masked_item":
         return MaskedItem(mask_token=model.mask_token, mask_prob=mask_prob)
-    raise ValueError(f"unknown objective {name!r}; known: next_item, masked_item")
-
-
-OBJECTIVE_NAMES = ("next_item", "masked_item")
+    if name == "contrastive":
+        return Contrastive(mask_token=model.mask_token)
+    if name == "attribute":
+        if attributes is None or item_ids is None:
+            raise ValueError("the attribute objective needs item attributes (set RECSYS_ITEMS_URI or --attributes)")
+        matrix = attribute_matrix(attributes, item_ids, model.n_items + 2)
+        return AttributePrediction(matrix, model.mask_token, mask_prob, model.config.d_model)
+    raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVE_NAMES)}")

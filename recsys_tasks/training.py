@@ -18,7 +18,7 @@ import torch
 
 from recsys_tasks.config import TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import Objective, full_softmax_loss
+from recsys_tasks.objectives import Objective
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,11 @@ def train(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # objectives with parameters of their own (attribute heads) train alongside the encoder
+    extra = list(objective.parameters()) if isinstance(objective, torch.nn.Module) else []
+    if isinstance(objective, torch.nn.Module):
+        objective.to(device)
+    optimizer = torch.optim.Adam([*model.parameters(), *extra], lr=config.lr, weight_decay=config.weight_decay)
     rows = torch.as_tensor(sequences[(sequences != PAD).sum(1) >= 2])  # a row needs an input and a target
     lengths = (rows != PAD).sum(1)
     result = TrainResult()
@@ -64,12 +68,8 @@ def train(
         total, batches = 0.0, 0
         for index in length_buckets(lengths, config.batch_size, generator):
             window = rows[index][:, -int(lengths[index].max()) :]  # (b, L) trimmed to the longest row
-            batch = objective.make_batch(window, generator)
-            if not (batch.targets != PAD).any():
-                continue
-            batch = type(batch)(inputs=batch.inputs.to(device), targets=batch.targets.to(device))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = full_softmax_loss(model, batch, objective.causal)
+                loss = objective.loss(model, window, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
