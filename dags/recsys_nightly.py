@@ -19,7 +19,15 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import dag, task
 
-from recsys_tasks.airflow_adapter import GPU_POOL, GPU_QUEUE, call, dag_params, task_defaults
+from recsys_tasks.airflow_adapter import (
+    GPU_POOL,
+    GPU_QUEUE,
+    call,
+    dag_params,
+    ingest_tasks,
+    pretrain_task,
+    task_defaults,
+)
 
 
 @dag(
@@ -34,22 +42,6 @@ from recsys_tasks.airflow_adapter import GPU_POOL, GPU_QUEUE, call, dag_params, 
     default_args=task_defaults(),
 )
 def recsys_nightly():
-    @task
-    def extract() -> dict:
-        return call("extract")
-
-    @task
-    def validate(extracted: dict) -> dict:
-        return call("validate", extracted["interactions"])
-
-    @task
-    def prepare(extracted: dict) -> dict:
-        return call("prepare", extracted["interactions"])
-
-    @task(queue=GPU_QUEUE, pool=GPU_POOL)
-    def pretrain(prepared: dict) -> dict:
-        return call("pretrain", prepared["sequences"])
-
     @task(queue=GPU_QUEUE, pool=GPU_POOL)
     def finetune(prepared: dict, encoder: dict) -> dict:
         return call("finetune", prepared["sequences"], encoder["encoder"])
@@ -75,10 +67,9 @@ def recsys_nightly():
         # indexing, not iterating: iterating a mapped result probes one XCom past the end
         return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
 
-    extracted = extract()
-    prepared = prepare(extracted)
-    validate(extracted) >> prepared
-    trained = finetune(prepared, pretrain(prepared))
+    extracted, prepared = ingest_tasks()
+    encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
+    trained = finetune(prepared, encoder)
     shards = plan_shards(prepared)
     gate(trained, evaluate(prepared, trained)) >> shards
     parts = generate.partial(prepared=prepared, trained=trained).expand(shard=shards)

@@ -100,6 +100,43 @@ def call(stage: str, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def ingest_tasks() -> tuple[Any, Any]:
+    """extract -> validate -> prepare, shared by the nightly and the pretraining DAG.
+
+    Call inside a DAG; returns the (extracted, prepared) task outputs. Prepare waits for
+    validation, so nothing downstream ever sees a log that failed its expectations.
+    """
+    from airflow.sdk import task
+
+    @task
+    def extract() -> dict:
+        return call("extract")
+
+    @task
+    def validate(extracted: dict) -> dict:
+        return call("validate", extracted["interactions"])
+
+    @task
+    def prepare(extracted: dict) -> dict:
+        return call("prepare", extracted["interactions"])
+
+    extracted = extract()
+    prepared = prepare(extracted)
+    validate(extracted) >> prepared
+    return extracted, prepared
+
+
+def pretrain_task(force: bool) -> Any:
+    """The pretraining task on the GPU queue; `force` rebuilds the encoder even if one exists."""
+    from airflow.sdk import task
+
+    @task(task_id="pretrain", queue=GPU_QUEUE, pool=GPU_POOL)
+    def pretrain(extracted: dict, prepared: dict) -> dict:
+        return call("pretrain", prepared["sequences"], extracted["item_attributes"], force=force)
+
+    return pretrain
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     """Task failure callback: the run table says the run failed, and why."""
     from recsys_tasks import stages

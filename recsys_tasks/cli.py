@@ -100,6 +100,37 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from recsys_tasks import registry
+    from recsys_tasks.artifacts import ArtifactStore
+
+    store = ArtifactStore(config_from_env().artifact_root)
+    if args.action == "list":
+        versions = registry.list_versions(store)
+        if not versions:
+            print(f"no models under {store.uri('models')}")
+        for v in versions:
+            ndcg = v.get("metrics", {}).get("model", {}).get("NDCG@10")
+            mark = "*" if v["production"] else " "
+            score = f"{ndcg:.4f}" if ndcg is not None else "  -   "
+            print(f"{mark} {v['model_version']}  NDCG@10 {score}  created {v.get('created_at', '?')}  run {v.get('run_id', '?')}")
+        return 0
+    if args.action == "show":
+        version = args.version or registry.production_version(store)
+        if version is None:
+            raise RecsysError("no production model yet; name a version")
+        print(json.dumps(registry.describe(store, version), indent=2, default=str))
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise RecsysError("promote needs a version: recsys models promote VERSION")
+        pointer = registry.promote(store, args.version, reason="promoted by hand")
+    else:
+        pointer = registry.rollback(store)
+    print(f"production is now {pointer['model_version']} ({pointer['reason']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -132,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--patience", type=int, default=10)
     bench.add_argument("--seed", type=int, default=42)
     bench.set_defaults(func=cmd_bench)
+
+    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    models.add_argument("version", nargs="?")
+    models.set_defaults(func=cmd_models)
 
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")

@@ -87,6 +87,7 @@ class PipelineConfig:
     gate_metric: str = "NDCG@10"
     gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
     force_pretrain: bool = False
+    pretrain_objectives: str = "masked_item"  # "+"-joined: masked_item, contrastive, attribute (needs items_uri)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationRules = field(default_factory=ValidationRules)
@@ -142,6 +143,7 @@ PARAMS: dict[str, Param] = {
     "epochs": Param("train", int, 0, 1000, "fine-tuning epochs (upper bound; early stopping)"),
     "pretrain_epochs": Param("train", int, 0, 1000, "masked-item pretraining epochs"),
     "force_pretrain": Param(None, bool, help="rebuild the pretrained encoder even if one exists"),
+    "pretrain_objectives": Param(None, str, help="e.g. masked_item+contrastive (attribute needs items_uri)"),
     "source_uri": Param(None, str, help="interaction source for this run only (overrides RECSYS_SOURCE_URI)"),
     "source_format": Param(None, str, help="file format; detected from the name when empty", choices=SOURCE_FORMATS),
     "items_uri": Param(None, str, help="item attributes for this run (overrides RECSYS_ITEMS_URI)"),

@@ -29,6 +29,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a training run keeps its state between epochs (a file, an S3 object...)."""
+
+    save: Callable[[dict], None]
+    load: Callable[[], dict | None]
+
+
 @dataclass
 class TrainResult:
     epochs_run: int = 0
@@ -45,8 +53,13 @@ def train(
     config: TrainConfig,
     epochs: int,
     validate: Callable[[SequenceEncoder], float] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
-    """sequences (U, T + 1): left-padded training windows, one row per user."""
+    """sequences (U, T + 1): left-padded training windows, one row per user.
+
+    With `checkpoints`, the training state is saved after every epoch and a restarted task
+    picks up after the last saved epoch, with the same random streams as an unbroken run.
+    """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -61,8 +74,20 @@ def train(
     result = TrainResult()
     best_state = None
     stale = 0
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    first_epoch = 1
+    saved = checkpoints.load() if checkpoints else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        if extra:
+            objective.load_state_dict(saved["objective"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        result, best_state, stale = saved["result"], saved["best_state"], saved["stale"]
+        first_epoch = result.epochs_run + 1
+        log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
+    started = time.perf_counter() - result.seconds
+    for epoch in range(first_epoch, epochs + 1):
         model.train()
         tick = time.perf_counter()
         total, batches = 0.0, 0
@@ -94,6 +119,14 @@ def train(
             "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
             objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
         )
+        if checkpoints:
+            result.seconds = time.perf_counter() - started
+            checkpoints.save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "objective": objective.state_dict() if extra else None,
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "result": result, "best_state": best_state, "stale": stale,
+            })
         if validate is not None and stale >= config.patience:
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
             break

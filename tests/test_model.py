@@ -1,3 +1,4 @@
+import copy
 import io
 
 import numpy as np
@@ -104,3 +105,34 @@ def test_warm_start_matches_items_by_id():
         assert torch.equal(new.item_embedding.weight[1], pretrained.item_embedding.weight[2])
         assert torch.equal(new.item_embedding.weight[4], pretrained.item_embedding.weight[1])
         assert torch.equal(new.blocks.layers[0].linear1.weight, pretrained.blocks.layers[0].linear1.weight)
+
+
+def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
+    from recsys_tasks.training import Checkpoints
+
+    rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
+    config = TrainConfig(batch_size=16, lr=5e-3, patience=100)
+
+    def validate(m):
+        with torch.no_grad():
+            return -float(sum(p.abs().sum() for p in m.parameters()))  # any deterministic score
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return SequenceEncoder(20, CONFIG)
+
+    unbroken = fresh_model()
+    expected = train(unbroken, objective_for("next_item", unbroken), rows, config, epochs=4, validate=validate)
+
+    store: dict = {}
+    checkpoints = Checkpoints(save=lambda state: store.update(state=copy.deepcopy(state)), load=lambda: store.get("state"))
+    first = fresh_model()
+    train(first, objective_for("next_item", first), rows, config, epochs=2, validate=validate, checkpoints=checkpoints)
+    assert store["state"]["result"].epochs_run == 2  # the task "dies" here
+
+    restarted = fresh_model()
+    resumed = train(restarted, objective_for("next_item", restarted), rows, config, epochs=4, validate=validate, checkpoints=checkpoints)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert [round(h["loss"], 6) for h in resumed.history] == [round(h["loss"], 6) for h in expected.history]
+    for a, b in zip(unbroken.state_dict().values(), restarted.state_dict().values(), strict=True):
+        assert torch.allclose(a, b)

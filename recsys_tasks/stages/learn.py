@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+from datetime import UTC, datetime
 
 import torch
 
+from recsys_tasks import __version__
 from recsys_tasks.evaluation import evaluate, model_scorer
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.objectives import make_objective
 from recsys_tasks.prepare import Sequences, Split, left_padded_windows, split_for
 from recsys_tasks.stages.context import RunContext
-from recsys_tasks.training import resolve_device, train, warm_start
+from recsys_tasks.training import Checkpoints, resolve_device, train, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +52,22 @@ def training_windows(run: RunContext, seqs: Sequences, split: Split):
     return left_padded_windows(seqs.items, seqs.offsets[:-1], split.train_end, run.config.model.max_len + 1)
 
 
-def pretrain(run: RunContext, sequences: str) -> dict:
+def checkpoints_for(run: RunContext, name: str) -> Checkpoints:
+    """Epoch checkpoints of this run's training, so a retried task resumes instead of restarting."""
+    key = run.path(f"checkpoints/{name}.pt")
+    return Checkpoints(
+        save=lambda state: save_torch(run, key, state),
+        load=lambda: load_torch(run, key) if run.store.exists(key) else None,
+    )
+
+
+def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None, force: bool = False) -> dict:
+    """Reuse the latest shared encoder, or (re)build it when there is none or when forced.
+
+    The weekly pretraining DAG forces it; the nightly run forces it with `force_pretrain`.
+    """
     config = run.config
-    if not config.force_pretrain and run.store.exists(LATEST_ENCODER):
+    if not (force or config.force_pretrain) and run.store.exists(LATEST_ENCODER):
         latest = run.store.read_json(LATEST_ENCODER)
         log.info("reusing pretrained encoder %s (set force_pretrain to rebuild it)", latest["encoder"])
         return {"encoder": latest["encoder"], "reused": True}
@@ -61,8 +76,12 @@ def pretrain(run: RunContext, sequences: str) -> dict:
         return {"encoder": None, "reused": False}
     seqs, split = load_data(run, sequences)
     model = SequenceEncoder(seqs.n_items, config.model)
-    objective = make_objective("masked_item", model, config.train.mask_prob)
-    result = train(model, objective, training_windows(run, seqs, split), config.train, config.train.pretrain_epochs)
+    attributes = run.store.read_frame(item_attributes) if item_attributes else None
+    objective = make_objective(config.pretrain_objectives, model, config.train.mask_prob, attributes, seqs.item_ids)
+    result = train(
+        model, objective, training_windows(run, seqs, split), config.train, config.train.pretrain_epochs,
+        checkpoints=checkpoints_for(run, "pretrain"),
+    )
     key = f"encoders/{run.key}/encoder.pt"
     save_torch(run, key, {**model.cpu().checkpoint(), "item_ids": seqs.item_ids, "objective": objective.name})
     run.store.write_json(LATEST_ENCODER, {"encoder": key, "run_id": run.run_id, "history": result.history})
@@ -84,7 +103,10 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
     objective = make_objective("next_item", model, config.train.mask_prob)
-    result = train(model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg)
+    result = train(
+        model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg,
+        checkpoints=checkpoints_for(run, "finetune"),
+    )
     version = model_version_for(run.run_id)
     prefix = f"models/{version}"
     save_torch(run, f"{prefix}/model.pt", {**model.cpu().checkpoint(), "item_ids": seqs.item_ids})
@@ -92,6 +114,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     run.store.write_json(f"{prefix}/vocabulary.json", {"items": seqs.item_ids})
     lineage = {
         "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
+        "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
         "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
     }

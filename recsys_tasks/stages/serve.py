@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsys_tasks import results_db
+from recsys_tasks import registry, results_db
 from recsys_tasks.errors import PublishError
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
@@ -18,9 +18,6 @@ from recsys_tasks.stages.decide import load_model
 from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
-
-PRODUCTION_POINTER = "models/PRODUCTION.json"
-
 
 def plan_shards(run: RunContext, users: int) -> list[dict]:
     """Split users into at most `num_shards` contiguous ranges of near-equal size."""
@@ -60,7 +57,7 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
         "published", model_version=model_version, rows_written=outcome["rows_written"],
         users=int(rows["user_id"].nunique()), published_at=results_db.utcnow(),
     )
-    run.store.write_json(PRODUCTION_POINTER, {"model_version": model_version, "run_id": run.run_id})
+    registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
     return {"model_version": model_version, **outcome}

@@ -1,0 +1,35 @@
+"""
+### Weekly encoder pretraining
+
+Rebuilds the shared sequence encoder with the self-supervised objectives in
+`pretrain_objectives` (masked items by default; `contrastive` and, with item attributes,
+`attribute` can be added): **extract** -> **validate** -> **prepare** -> **pretrain**.
+The new encoder becomes `encoders/LATEST.json`, which every nightly run warm-starts from.
+Runs on Sundays at 01:00 UTC, or on demand from the UI with the same params as the nightly.
+"""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import dag
+
+from recsys_tasks.airflow_adapter import dag_params, ingest_tasks, pretrain_task, task_defaults
+
+
+@dag(
+    dag_id="recsys_pretrain",
+    schedule="0 1 * * 0",
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["recsys", "pretraining", "gpu"],
+    doc_md=__doc__,
+    params=dag_params(),
+    default_args=task_defaults(),
+)
+def recsys_pretrain():
+    extracted, prepared = ingest_tasks()
+    pretrain_task(force=True)(extracted, prepared)
+
+
+recsys_pretrain()
