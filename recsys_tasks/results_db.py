@@ -131,12 +131,13 @@ def current_run_id(engine: sa.Engine, tables: Tables) -> str | None:
         ).scalar()
 
 
-def _copy_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame) -> None:
-    """Bulk-load on PostgreSQL with COPY (psycopg 3), the fastest path it offers."""
+def _copy_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: int = 200_000) -> None:
+    """Bulk-load on PostgreSQL with COPY (psycopg 3): CSV text made by pandas' C writer."""
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {tables.results} ({', '.join(RESULT_COLUMNS)}) FROM STDIN") as copy:
-        for record in rows[list(RESULT_COLUMNS)].itertuples(index=False, name=None):
-            copy.write_row(record)
+    frame = rows[list(RESULT_COLUMNS)]
+    with cursor.copy(f"COPY {tables.results} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
+        for lo in range(0, len(frame), chunk):
+            copy.write(frame.iloc[lo : lo + chunk].to_csv(index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z"))
 
 
 def _insert_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: int = 50_000) -> None:

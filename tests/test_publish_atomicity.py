@@ -1,0 +1,128 @@
+"""Readers never see a partial or mixed run, and a writer killed mid-load loses nothing.
+
+Real SQLite files and a real PostgreSQL, a real reader thread, and a real SIGKILL."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recsys_tasks import results_db
+from recsys_tasks.config import config_from_env
+
+
+def big_run(users: int, k: int = 10, tag: str = "a") -> pd.DataFrame:
+    user = pd.Series([f"u{u}" for u in range(users)]).repeat(k).to_numpy()
+    rank = list(range(1, k + 1)) * users
+    return pd.DataFrame({"user_id": user, "rank": rank, "item_id": [f"{tag}{r}" for r in rank], "score": 1.0, "model_version": f"m-{tag}"})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'results.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    config = dataclasses.replace(config_from_env({}), db_url=url)
+    engine = results_db.make_engine(url)
+    tables = results_db.Tables.from_config(config)
+    results_db.apply_schema(engine, tables)
+    yield url, engine, tables
+    engine.dispose()
+
+
+def snapshot(engine, tables):
+    with engine.connect() as conn:
+        return conn.exec_driver_sql(f"SELECT run_id, COUNT(*), MIN(model_version), MAX(model_version) FROM {tables.view} GROUP BY run_id").all()
+
+
+def test_a_polling_reader_sees_one_whole_run_at_every_moment(target):
+    url, engine, tables = target
+    results_db.publish_recommendations(engine, tables, "run-1", big_run(5_000, tag="a"), 5)
+    sizes = {"run-1": 50_000, "run-2": 80_000}
+    seen, errors, stop = [], [], threading.Event()
+
+    def poll():
+        reader = results_db.make_engine(url)
+        try:
+            while not stop.is_set():
+                rows = snapshot(reader, tables)
+                seen.append(rows)
+        except Exception as exc:  # any error a reader gets during the switch is a failure
+            errors.append(exc)
+        finally:
+            reader.dispose()
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.2)
+    results_db.publish_recommendations(engine, tables, "run-2", big_run(8_000, tag="b"), 5)
+    time.sleep(0.2)
+    stop.set()
+    thread.join(30)
+
+    assert not errors, errors
+    assert len(seen) > 3
+    for rows in seen:
+        assert len(rows) == 1, f"mixed runs visible: {rows}"
+        run_id, count, low, high = rows[0]
+        assert count == sizes[run_id] and low == high, f"partial run visible: {rows}"
+    assert seen[0][0][0] == "run-1" and seen[-1][0][0] == "run-2"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, dataclasses
+    sys.path.insert(0, {tests!r})
+    from test_publish_atomicity import big_run
+    from recsys_tasks import results_db
+    from recsys_tasks.config import config_from_env
+    config = dataclasses.replace(config_from_env({{}}), db_url={url!r})
+    engine = results_db.make_engine(config.db_url)
+    rows = big_run(100_000, tag="killed")
+    print("loading", flush=True)
+    results_db.publish_recommendations(engine, results_db.Tables.from_config(config), "run-killed", rows, 5)
+    print("done", flush=True)
+    """
+)
+
+
+def _load_in_progress(engine, url, tmp_dir):
+    if url.startswith("postgresql"):
+        with engine.connect() as conn:
+            return conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY %%'"
+            ).scalar() > 0
+    wal = sa.engine.make_url(url).database + "-wal"
+    return os.path.exists(wal) and os.path.getsize(wal) > 4_000_000  # rows of the new run are being written
+
+
+def test_a_writer_killed_mid_load_leaves_the_previous_run_and_the_next_run_succeeds(target, tmp_path):
+    url, engine, tables = target
+    results_db.publish_recommendations(engine, tables, "run-1", big_run(1_000, tag="a"), 5)
+    before = snapshot(engine, tables)
+
+    code = WRITER.format(tests=os.path.dirname(__file__), url=url)
+    writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "loading"
+    deadline = time.time() + 60
+    while not _load_in_progress(engine, url, tmp_path):
+        assert writer.poll() is None, "the writer finished before it could be killed: make its load bigger"
+        assert time.time() < deadline, "never saw the load in progress"
+        time.sleep(0.02)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(30)
+    assert writer.returncode == -signal.SIGKILL
+
+    assert snapshot(engine, tables) == before
+    with engine.connect() as conn:
+        left = conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.results} WHERE run_id = 'run-killed'").scalar()
+    assert left == 0
+
+    results_db.publish_recommendations(engine, tables, "run-2", big_run(2_000, tag="b"), 5)
+    assert [tuple(r)[:2] for r in snapshot(engine, tables)] == [("run-2", 20_000)]
