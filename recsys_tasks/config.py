@@ -78,7 +78,9 @@ class PipelineConfig:
     results_table: str = "recommendations"
     current_view: str = "recommendations_current"
     runs_table: str = "recsys_runs"
+    reader_role: str = "recsys_reader"  # PostgreSQL role that may only read the view and the run table
     top_k: int = 10
+    min_history: int = 2  # users with fewer events get popular items (strategy 'popularity'), not the model
     num_shards: int = 4  # generation tasks per run; bounded so the scheduler sees a handful, not one per user
     retain_runs: int = 5  # published runs kept in the results table, the current one included
     min_sequence_length: int = 3  # users need train + validation + test items to be evaluated
@@ -162,6 +164,7 @@ PARAMS: dict[str, Param] = {
     "max_volume_spike": Param("validation", float, 1.0, 1000.0, "largest growth factor in rows vs the previous good run"),
     "max_popularity_drift": Param("validation", float, 0.0, 1.0, "largest Jensen-Shannon distance of item shares"),
     "max_staleness_days": Param("validation", float, 0.0, 36500.0, "newest event must be younger than this"),
+    "min_history": Param(None, int, 0, 1000, "users with fewer events get the popularity fallback"),
     "num_shards": Param(None, int, 1, 256, "generation shards (parallel tasks)"),
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),

@@ -6,20 +6,32 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsys_tasks.evaluation import exclude_seen, model_scorer
-from recsys_tasks.model import SequenceEncoder
+from recsys_tasks.evaluation import Scorer, exclude_seen, popularity_scorer
 from recsys_tasks.prepare import Sequences
 
 
-def top_k_for_users(
-    model: SequenceEncoder, seqs: Sequences, users: np.ndarray, k: int, device: torch.device, batch_size: int = 2048
-) -> pd.DataFrame:
-    """Frame `user_id, rank, item_id, score` (source ids), K rows per user at most.
+def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> Scorer:
+    """Scores from precomputed embeddings: users (U, D) against items (n_items + 1, D), row 0 padding."""
 
-    A user who has seen nearly the whole catalogue gets fewer than K rows: an item already
-    seen is never recommended.
+    def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+        scores = user_vectors[torch.as_tensor(users)] @ item_vectors.T  # (B, n_items + 1)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    return score
+
+
+def top_k_for_users(
+    score: Scorer, seqs: Sequences, users: np.ndarray, k: int, min_history: int = 1, batch_size: int = 1024,
+) -> pd.DataFrame:
+    """Frame `user_id, rank, item_id, score, strategy` (source ids), K rows per user at most.
+
+    `score` is the model's scorer (`evaluation.model_scorer`) or any other. Users with fewer
+    than `min_history` events get the most popular items instead, marked `strategy =
+    'popularity'`. A user who has seen nearly the whole catalogue gets fewer than K rows: an
+    item already seen is never recommended. Memory is bounded by batch_size x n_items.
     """
-    score = model_scorer(model, seqs, device)
+    popularity = popularity_scorer(np.bincount(seqs.items, minlength=seqs.n_items + 1).astype(np.float64))
     item_ids = np.asarray(seqs.item_ids, dtype=object)
     user_ids = np.asarray(seqs.user_ids, dtype=object)
     parts = []
@@ -27,6 +39,9 @@ def top_k_for_users(
         batch = users[lo : lo + batch_size]
         starts, ends = seqs.offsets[batch], seqs.offsets[batch + 1]
         scores = score(batch, starts, ends)  # (B, n_items + 1)
+        fallback = (ends - starts) < min_history
+        if fallback.any():
+            scores[torch.as_tensor(fallback)] = popularity(batch[fallback], starts[fallback], ends[fallback])
         exclude_seen(scores, seqs.items, starts, ends)
         top_scores, top_tokens = torch.topk(scores, min(k, seqs.n_items), dim=1)  # (B, K)
         valid = torch.isfinite(top_scores).numpy()
@@ -38,9 +53,10 @@ def top_k_for_users(
                     "rank": ranks + 1,
                     "item_id": item_ids[top_tokens.numpy()[rows, ranks] - 1],
                     "score": top_scores.numpy()[rows, ranks].astype(np.float64),
+                    "strategy": np.where(fallback[rows], "popularity", "model"),
                 }
             )
         )
     if not parts:
-        return pd.DataFrame({"user_id": [], "rank": [], "item_id": [], "score": []})
+        return pd.DataFrame({"user_id": [], "rank": [], "item_id": [], "score": [], "strategy": []})
     return pd.concat(parts, ignore_index=True)

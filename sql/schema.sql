@@ -12,6 +12,8 @@ CREATE TABLE IF NOT EXISTS {results_table} (
     score         DOUBLE PRECISION NOT NULL,
     model_version VARCHAR(100)     NOT NULL,
     generated_at  TIMESTAMP WITH TIME ZONE NOT NULL,
+    -- 'model', or 'popularity' for users with too little history for the model
+    strategy      VARCHAR(16)      NOT NULL DEFAULT 'model',
     PRIMARY KEY (run_id, user_id, rank)
 );
 

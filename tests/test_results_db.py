@@ -89,3 +89,45 @@ def test_run_table_records_status_and_metrics(db):
     record = results_db.get_run(engine, tables, "r")
     assert record["status"] == "published" and record["model_version"] == "v1"
     assert record["metrics"] == {"model": {"HR@10": 0.5}} and record["rows_written"] == 10
+
+
+def test_sql_scripts_split_on_semicolons_but_keep_do_blocks():
+    script = "CREATE TABLE a (x int);\nDO $$\nBEGIN\n  PERFORM 1; PERFORM 2;\nEND\n$$;\nGRANT SELECT ON a TO r;"
+    assert results_db._statements(script) == [
+        "CREATE TABLE a (x int)", "DO $$\nBEGIN\n  PERFORM 1; PERFORM 2;\nEND\n$$", "GRANT SELECT ON a TO r",
+    ]
+
+
+def test_postgres_reader_role_can_read_the_view_and_nothing_else(postgres_url):
+    config = dataclasses.replace(config_from_env({}), db_url=postgres_url)
+    engine = results_db.make_engine(postgres_url)
+    tables = results_db.Tables.from_config(config)
+    publish(engine, tables, "run-1", rows())
+    results_db.apply_schema(engine, tables)  # applying twice is harmless
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"SET ROLE {tables.reader_role}")
+        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.view}").scalar() == 6
+        assert conn.exec_driver_sql(f"SELECT status FROM {tables.runs}").scalar() == "published"
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.exec_driver_sql(f"DELETE FROM {tables.results}")
+        conn.rollback()
+    engine.dispose()
+
+
+def test_tables_of_an_older_version_are_upgraded_in_place(db):
+    engine, tables = db
+    with engine.begin() as conn:  # the first release's table and view, with a published run
+        conn.exec_driver_sql(
+            f"CREATE TABLE {tables.results} (run_id VARCHAR(250) NOT NULL, user_id VARCHAR(250) NOT NULL, "
+            "rank INTEGER NOT NULL, item_id VARCHAR(250) NOT NULL, score DOUBLE PRECISION NOT NULL, "
+            "model_version VARCHAR(100) NOT NULL, generated_at TIMESTAMP WITH TIME ZONE NOT NULL, "
+            "PRIMARY KEY (run_id, user_id, rank))"
+        )
+        conn.exec_driver_sql(f"CREATE TABLE {tables.pointer} (view_name VARCHAR(100) PRIMARY KEY, run_id VARCHAR(250) NOT NULL, switched_at TIMESTAMP WITH TIME ZONE NOT NULL)")
+        conn.exec_driver_sql(
+            f"CREATE VIEW {tables.view} AS SELECT r.run_id, r.user_id, r.rank, r.item_id, r.score, r.model_version, "
+            f"r.generated_at FROM {tables.results} r JOIN {tables.pointer} p ON p.run_id = r.run_id"
+        )
+    publish(engine, tables, "run-new", rows())
+    current = results_db.read_current(engine, tables)
+    assert list(current.columns) == list(results_db.RESULT_COLUMNS) and set(current["strategy"]) == {"model"}

@@ -11,6 +11,7 @@ import torch
 
 from recsys_tasks import registry, results_db
 from recsys_tasks.errors import PublishError
+from recsys_tasks.evaluation import model_scorer
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
 from recsys_tasks.stages.context import RunContext
@@ -34,13 +35,15 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     model = load_model(run, model_version).to(device)
     users = np.arange(shard["start"], shard["end"])
     with torch.no_grad():
-        frame = top_k_for_users(model, seqs, users, run.config.top_k, device)
+        frame = top_k_for_users(model_scorer(model, seqs, device), seqs, users, run.config.top_k, run.config.min_history)
     frame["model_version"] = model_version
     key = run.path(f"recommendations/shard-{shard['index']:05d}-of-{shard['of']:05d}.parquet")
     run.store.write_frame(key, frame)
+    fallback = int(frame.loc[frame["strategy"] == "popularity", "user_id"].nunique())
     log.info(
-        "shard %d/%d: %d users, %d rows in %.1fs -> %s",
-        shard["index"] + 1, shard["of"], len(users), len(frame), time.perf_counter() - started, run.store.uri(key),
+        "shard %d/%d: %d users (%d on the popularity fallback), %d rows in %.1fs -> %s",
+        shard["index"] + 1, shard["of"], len(users), fallback, len(frame), time.perf_counter() - started,
+        run.store.uri(key),
     )
     return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"]}
 

@@ -1,0 +1,13 @@
+-- PostgreSQL only: a read-only role for downstream applications. It may read the reader view
+-- and the run table, nothing else; grant it to the apps' login roles
+-- (GRANT {reader_role} TO app_user). Applied with the schema, idempotently.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{reader_role}') THEN
+        CREATE ROLE {reader_role} NOLOGIN;
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO {reader_role}', current_schema());
+END
+$$;
+GRANT SELECT ON {current_view} TO {reader_role};
+GRANT SELECT ON {runs_table} TO {reader_role};
