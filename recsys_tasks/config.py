@@ -88,6 +88,8 @@ class PipelineConfig:
     time_split_quantile: float = 0.8
     gate_metric: str = "NDCG@10"
     gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
+    gate_max_regression: float = 0.02  # candidate may trail production by at most this share
+    ease_max_items: int = 5000  # EASE baseline only below this catalogue size (it inverts an n x n matrix)
     force_pretrain: bool = False
     pretrain_objectives: str = "masked_item"  # "+"-joined: masked_item, contrastive, attribute (needs items_uri)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -170,6 +172,7 @@ PARAMS: dict[str, Param] = {
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
+    "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
 }
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from recsys_tasks.metrics import ranking_metrics
+from recsys_tasks.metrics import catalogue_metrics, ranking_metrics
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import Sequences, history_positions, left_padded_windows
 
@@ -47,14 +47,18 @@ def exclude_seen(scores: torch.Tensor, items: np.ndarray, starts: np.ndarray, en
 
 
 def target_ranks(
-    scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray, batch_size: int = 1024
-) -> np.ndarray:
-    """0-based rank of the item at `history_end[u]` given the history before it, per user.
+    scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray, batch_size: int = 1024,
+    top_k: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of the item at `history_end[u]` given the history before it, per user,
+    and (when `top_k`) each user's top-K tokens (U, K), for coverage and popularity bias.
 
     Ties count against the target (an item scored equal to it ranks ahead), so a constant
-    scorer cannot look good by luck.
+    scorer cannot look good by luck. Scores exist one batch at a time: memory is bounded by
+    batch_size x n_items, whatever the number of users.
     """
     ranks = np.empty(len(users), dtype=np.int64)
+    tops = np.zeros((len(users), top_k), dtype=np.int64)
     for lo in range(0, len(users), batch_size):
         batch = users[lo : lo + batch_size]
         starts, ends = seqs.offsets[batch], history_end[batch]
@@ -63,8 +67,67 @@ def target_ranks(
         target = torch.as_tensor(seqs.items[ends])
         target_score = scores.gather(1, target[:, None])
         ranks[lo : lo + len(batch)] = ((scores >= target_score).sum(1) - 1).numpy()
-    return ranks
+        if top_k:
+            tops[lo : lo + len(batch)] = torch.topk(scores, min(top_k, scores.shape[1] - 1), dim=1).indices.numpy()
+    return ranks, tops
 
 
-def evaluate(scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray) -> dict[str, float]:
-    return ranking_metrics(target_ranks(scorer, seqs, users, history_end))
+def evaluate(
+    scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
+    popularity: np.ndarray | None = None, k: int = 10,
+) -> dict[str, float]:
+    """Ranking metrics; with `popularity` (training counts per token) also catalogue
+    coverage@K and the mean popularity percentile of the recommended items."""
+    ranks, tops = target_ranks(scorer, seqs, users, history_end, top_k=k if popularity is not None else 0)
+    metrics = ranking_metrics(ranks)
+    if popularity is not None:
+        metrics.update(catalogue_metrics(tops, popularity, k))
+    return metrics
+
+
+def ease_scorer(seqs: Sequences, train_end: np.ndarray, l2: float = 500.0) -> Scorer:
+    """EASE (Steck, 2019): a closed-form item-to-item linear model; an n_items^2 matrix, so
+    meant for catalogues of up to a few thousand items."""
+    n = seqs.n_items + 1
+    rows, positions = history_positions(seqs.offsets[:-1], train_end)
+    x = torch.sparse_coo_tensor(
+        np.vstack([rows, seqs.items[positions]]), torch.ones(len(rows)), (seqs.n_users, n)
+    ).coalesce()
+    gram = torch.sparse.mm(x.t(), x).to_dense().double().clamp_(max=1e9)  # (n, n) co-occurrence counts
+    gram += l2 * torch.eye(n, dtype=torch.float64)
+    inverse = torch.linalg.inv(gram)
+    weights = (-inverse / torch.diagonal(inverse)).float()
+    weights.fill_diagonal_(0.0)
+
+    def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+        batch_rows, batch_positions = history_positions(starts, ends)
+        history = torch.zeros(len(users), n)
+        history[torch.as_tensor(batch_rows), torch.as_tensor(seqs.items[batch_positions])] = 1.0
+        scores = history @ weights  # (B, n)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    return score
+
+
+def remapped_scorer(model: SequenceEncoder, model_item_ids: list[str], seqs: Sequences, device: torch.device) -> Scorer:
+    """Score today's catalogue with a model trained on another vocabulary (production's).
+
+    Items are matched by source id; items the model never saw score -inf for it.
+    """
+    index = {item: token for token, item in enumerate(model_item_ids, start=1)}
+    to_model = np.zeros(seqs.n_items + 1, dtype=np.int64)  # current token -> model token (0: unknown)
+    for token, item in enumerate(seqs.item_ids, start=1):
+        to_model[token] = index.get(item, 0)
+    known = np.flatnonzero(to_model)
+    known_t, model_t = torch.as_tensor(known), torch.as_tensor(to_model[known])
+
+    def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+        windows = to_model[left_padded_windows(seqs.items, starts, ends, model.config.max_len)]
+        with torch.no_grad():
+            logits = model.item_logits(model.last_hidden(torch.as_tensor(windows, device=device))).float().cpu()
+        out = torch.full((len(users), seqs.n_items + 1), float("-inf"))
+        out[:, known_t] = logits[:, model_t]
+        return out
+
+    return score

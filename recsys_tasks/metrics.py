@@ -35,3 +35,20 @@ def ranking_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (5, 10, 20)) -> dic
         out[f"NDCG@{k}"] = ndcg_at_k(ranks, k)
     out["MRR"] = mrr(ranks)
     return out
+
+
+def catalogue_metrics(top_items: np.ndarray, popularity: np.ndarray, k: int) -> dict[str, float]:
+    """Coverage@K (share of the catalogue recommended to someone) and the mean popularity
+    percentile of recommended items (1.0 = only the most popular item).
+
+    top_items (U, K) item tokens (1..n); popularity (n + 1,) counts per token, token 0 unused.
+    """
+    n_items = len(popularity) - 1
+    if top_items.size == 0 or n_items <= 0:
+        return {f"coverage@{k}": 0.0, f"popularity_percentile@{k}": 0.0}
+    order = np.argsort(np.argsort(popularity[1:], kind="stable"), kind="stable")  # rank 0 = least popular
+    percentile = np.concatenate([[0.0], order / max(n_items - 1, 1)])
+    return {
+        f"coverage@{k}": float(len(np.unique(top_items)) / n_items),
+        f"popularity_percentile@{k}": float(percentile[top_items].mean()),
+    }

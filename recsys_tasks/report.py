@@ -46,9 +46,7 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
         if metrics.get("model"):
             lines.append("")
             lines.append(f"test metrics over {metrics.get('eval_users')} users (all items ranked, seen items excluded)")
-            lines.append(f"  {'metric':<9}{'model':>9}{'popularity':>12}")
-            for name, value in metrics["model"].items():
-                lines.append(f"  {name:<9}{value:>9.4f}{metrics['popularity'][name]:>12.4f}")
+            lines.append(metrics_table(metrics))
         lines.append("")
         lines.append(f"model version: {record.get('model_version')}")
         lines.append(f"rows written:  {record.get('rows_written') or 0}")
@@ -68,6 +66,72 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
     finally:
         engine.dispose()
     return "\n".join(lines)
+
+
+SCORER_ORDER = ("model", "production", "ease", "popularity")
+
+
+def metrics_table(results: dict[str, Any]) -> str:
+    """Plain-text table: one row per metric, one column per scorer (candidate first)."""
+    names = [n for n in SCORER_ORDER if n in results]
+    header = f"  {'metric':<26}" + "".join(f"{n:>12}" for n in names)
+    rows = [
+        f"  {metric:<26}" + "".join(f"{results[n][metric]:>12.4f}" for n in names)
+        for metric in results["model"]
+    ]
+    return "\n".join([header, *rows])
+
+
+def write_evaluation_report(store: Any, prefix: str, model_version: str, results: dict[str, Any], history: list[dict]) -> str:
+    """Markdown report with two plots (scorers side by side; the metric across runs), saved
+    under `prefix` in the artifact store. Returns the report's location."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in SCORER_ORDER if n in results]
+    shown = [m for m in ("HR@10", "NDCG@10", "MRR", "coverage@10") if m in results["model"]]
+    figure, (bars, trend) = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        label = "candidate" if name == "model" else name
+        bars.bar([x + i * width for x in range(len(shown))], [results[name][m] for m in shown], width, label=label)
+    bars.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(shown))], shown)
+    bars.set_title(f"candidate {model_version} vs production and baselines")
+    bars.legend()
+    if history:
+        runs = list(range(1, len(history) + 1))
+        trend.plot(runs, [h["model"] for h in history], marker="o", label="candidate")
+        trend.plot(runs, [h["popularity"] or 0 for h in history], marker=".", linestyle="--", label="popularity")
+        for x, h in zip(runs, history, strict=True):
+            if h["status"] in {"rejected", "failed"}:
+                trend.annotate(h["status"], (x, h["model"]), fontsize=7, color="red")
+        trend.set_xticks(runs)
+        trend.legend()
+    trend.set_title("NDCG@10 of the candidate across runs (oldest first)")
+    trend.set_xlabel("run")
+    figure.tight_layout()
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
+    plt.close(figure)
+    store.write_bytes(f"{prefix}/evaluation.png", image.getvalue())
+    markdown = "\n".join([
+        f"# Evaluation of {model_version}",
+        "",
+        f"{results['eval_users']} users; each user's last item held out, every item ranked, seen items excluded.",
+        f"Production at evaluation time: {results.get('production_version') or 'none'}.",
+        "",
+        "```",
+        metrics_table(results),
+        "```",
+        "",
+        "![metrics](evaluation.png)",
+        "",
+    ])
+    return store.write_bytes(f"{prefix}/evaluation.md", markdown.encode())
 
 
 def summary_line(summary: dict[str, Any]) -> str:

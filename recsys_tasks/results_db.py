@@ -160,6 +160,27 @@ def get_run(engine: sa.Engine, tables: Tables, run_id: str) -> dict[str, Any] | 
     return out
 
 
+def metric_history(engine: sa.Engine, tables: Tables, metric: str, limit: int = 30) -> list[dict[str, Any]]:
+    """The chosen metric of the candidate (and popularity) for recent evaluated runs, oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT run_id, status, model_version, metrics, updated_at FROM {tables.runs} "
+                "WHERE metrics IS NOT NULL ORDER BY updated_at DESC LIMIT :n"
+            ),
+            {"n": limit},
+        ).mappings().all()
+    history = []
+    for row in reversed(rows):
+        metrics = json.loads(row["metrics"])
+        if metric in metrics.get("model", {}):
+            history.append({
+                "run_id": row["run_id"], "status": row["status"], "model_version": row["model_version"],
+                "model": metrics["model"][metric], "popularity": metrics.get("popularity", {}).get(metric),
+            })
+    return history
+
+
 def current_run_id(engine: sa.Engine, tables: Tables) -> str | None:
     with engine.connect() as conn:
         return conn.execute(

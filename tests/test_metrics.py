@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from recsys_tasks.evaluation import popularity_scorer, target_ranks
-from recsys_tasks.metrics import hit_rate_at_k, mrr, ndcg_at_k, ranking_metrics
+from recsys_tasks.metrics import catalogue_metrics, hit_rate_at_k, mrr, ndcg_at_k, ranking_metrics
 from recsys_tasks.prepare import Sequences
 
 
@@ -32,10 +32,30 @@ def test_ranking_excludes_seen_items_and_counts_ties_against_the_target():
     # one user: history [1, 2], target 3; items 1 and 2 are the most popular but seen
     seqs = Sequences(user_ids=["u"], item_ids=["a", "b", "c", "d"], offsets=np.array([0, 3]), items=np.array([1, 2, 3]))
     popularity = np.array([0.0, 10.0, 9.0, 5.0, 5.0])  # token 3 ties with token 4
-    ranks = target_ranks(popularity_scorer(popularity), seqs, np.array([0]), np.array([2]))
+    ranks, _ = target_ranks(popularity_scorer(popularity), seqs, np.array([0]), np.array([2]))
     assert ranks.tolist() == [1]  # seen items drop out; the tie puts item 4 ahead
 
 
 def test_popularity_scorer_does_not_rank_padding():
     scores = popularity_scorer(np.array([100.0, 1.0]))(np.array([0]), np.array([0]), np.array([0]))
     assert torch.isinf(scores[0, 0])
+
+
+def test_catalogue_coverage_and_popularity_percentile_by_hand():
+    popularity = np.array([0.0, 1.0, 5.0, 3.0, 10.0])  # tokens 1..4; percentiles 0, 2/3, 1/3, 1
+    tops = np.array([[4, 2], [4, 3]])
+    out = catalogue_metrics(tops, popularity, k=2)
+    assert out["coverage@2"] == pytest.approx(3 / 4)
+    assert out["popularity_percentile@2"] == pytest.approx((1 + 2 / 3 + 1 + 1 / 3) / 4)
+
+
+def test_ndcg_matches_an_independent_formulation():
+    # the textbook form: DCG over a 0/1 relevance list of length K, divided by the ideal DCG
+    rng = np.random.default_rng(0)
+    ranks = rng.integers(0, 30, size=200)
+    for k in (5, 10, 20):
+        relevance = np.zeros((len(ranks), k))
+        hit = ranks < k
+        relevance[np.flatnonzero(hit), ranks[hit]] = 1.0
+        dcg = (relevance / np.log2(np.arange(2, k + 2))).sum(1)
+        assert ndcg_at_k(ranks, k) == pytest.approx(dcg.mean())

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from helpers import read_view, run_record
 from recsys_tasks import airflow_adapter
+from recsys_tasks.artifacts import run_key
 from recsys_tasks.config import config_from_env
 from recsys_tasks.prepare import build_sequences
 from recsys_tasks.sources import read_interactions, write_interactions
@@ -64,3 +65,31 @@ def test_bad_data_fails_validation_and_keeps_the_published_run(seeded, recsys_ho
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT COUNT(DISTINCT run_id) FROM recommendations").scalar() == 1
     engine.dispose()
+
+
+def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(seeded):
+    from recsys_tasks import registry
+    from recsys_tasks.artifacts import ArtifactStore
+
+    store = ArtifactStore(seeded.artifact_root)
+    first = airflow_adapter.run_dag("recsys_nightly", TINY)
+    published = read_view(seeded)
+    v1 = registry.production_version(store)
+    assert v1 and set(published["model_version"]) == {v1}
+
+    regressed = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 0})
+    assert regressed["state"] == "success"  # a rejection is a decision, not a crash
+    assert regressed["tasks"]["gate"] == "success" and regressed["tasks"]["publish"] == "skipped"
+    record = run_record(seeded, regressed["run_id"])
+    assert record["status"] == "rejected" and "production" in record["message"]
+    assert read_view(seeded).equals(published) and registry.production_version(store) == v1
+
+    better = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 10})
+    assert better["tasks"]["publish"] == "success", run_record(seeded, better["run_id"])["message"]
+    v3 = registry.production_version(store)
+    assert v3 != v1 and set(read_view(seeded)["model_version"]) == {v3}
+    assert run_record(seeded, better["run_id"])["metrics"]["production"]["NDCG@10"] > 0
+    assert store.exists(f"runs/{run_key(better['run_id'])}/report/evaluation.png")
+
+    assert registry.rollback(store)["model_version"] == v1
+    assert first["run_id"] != better["run_id"]

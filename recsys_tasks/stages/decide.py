@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from recsys_tasks import registry, results_db
+from recsys_tasks.evaluation import ease_scorer, model_scorer, popularity_scorer, remapped_scorer
 from recsys_tasks.evaluation import evaluate as evaluate_scorer
-from recsys_tasks.evaluation import model_scorer, popularity_scorer
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import item_popularity
+from recsys_tasks.report import metrics_table, write_evaluation_report
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.learn import load_data, load_torch
 from recsys_tasks.training import resolve_device
@@ -20,41 +22,72 @@ def load_model(run: RunContext, model_version: str) -> SequenceEncoder:
 
 
 def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
-    """Test metrics (each user's last item, all items ranked, seen items excluded)."""
+    """Test metrics of the candidate, production (when there is one) and the baselines,
+    on the same users: each user's last item, all items ranked, seen items excluded."""
+    config = run.config
     seqs, split = load_data(run, sequences)
-    device = resolve_device(run.config.train.device)
-    model = load_model(run, model_version).to(device)
-    test_history_end = split.train_end + 1  # the validation item joins the history
-    results = {
-        "model": evaluate_scorer(model_scorer(model, seqs, device), seqs, split.eval_users, test_history_end),
-        "popularity": evaluate_scorer(popularity_scorer(item_popularity(seqs, split)), seqs, split.eval_users, test_history_end),
+    device = resolve_device(config.train.device)
+    popularity = item_popularity(seqs, split)
+    scorers = {
+        "model": model_scorer(load_model(run, model_version).to(device), seqs, device),
+        "popularity": popularity_scorer(popularity),
     }
-    results["eval_users"] = int(len(split.eval_users))
+    if seqs.n_items <= config.ease_max_items:
+        scorers["ease"] = ease_scorer(seqs, split.train_end)
+    production = registry.production_version(run.store)
+    if production and production != model_version:
+        checkpoint = load_torch(run, f"models/{production}/model.pt")
+        model = SequenceEncoder.from_checkpoint(checkpoint).eval().to(device)
+        scorers["production"] = remapped_scorer(model, checkpoint["item_ids"], seqs, device)
+    test_history_end = split.train_end + 1  # the validation item joins the history
+    results: dict = {
+        name: evaluate_scorer(scorer, seqs, split.eval_users, test_history_end, popularity)
+        for name, scorer in scorers.items()
+    }
+    results.update(eval_users=int(len(split.eval_users)), production_version=production)
     run.store.write_json(f"models/{model_version}/metrics.json", results)
     run.store.write_json(run.path("evaluation.json"), {"model_version": model_version, **results})
-    lines = [f"{'metric':<10}{'model':>10}{'popularity':>12}"]
-    lines += [f"{m:<10}{results['model'][m]:>10.4f}{results['popularity'][m]:>12.4f}" for m in results["model"]]
-    log.info("test metrics over %d users:\n%s", results["eval_users"], "\n".join(lines))
+    history = results_db.metric_history(run.engine, run.tables, config.gate_metric)
+    history.append({
+        "run_id": run.run_id, "status": "this run", "model_version": model_version,
+        "model": results["model"][config.gate_metric], "popularity": results["popularity"][config.gate_metric],
+    })
+    report_uri = write_evaluation_report(run.store, run.path("report"), model_version, results, history)
+    log.info("test metrics over %d users:\n%s\nreport: %s", results["eval_users"], metrics_table(results), report_uri)
     run.record("evaluated", model_version=model_version, metrics=results)
     return results
 
 
 def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
-    """Bless the candidate only if it beats popularity by the configured margin."""
-    metric = run.config.gate_metric
+    """Bless the candidate only if it beats popularity by the configured margin and does not
+    fall behind production (when there is one) by more than the tolerance."""
+    config = run.config
+    metric = config.gate_metric
     candidate = evaluation["model"][metric]
-    floor = evaluation["popularity"][metric] * (1.0 + run.config.gate_min_lift)
+    floor = evaluation["popularity"][metric] * (1.0 + config.gate_min_lift)
+    reasons = [
+        f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} popularity floor {floor:.4f} "
+        f"(popularity {evaluation['popularity'][metric]:.4f}, required lift {config.gate_min_lift:+.0%})"
+    ]
     blessed = candidate > floor
-    reason = (
-        f"{metric} {candidate:.4f} {'>' if blessed else '<='} popularity floor {floor:.4f} "
-        f"(popularity {evaluation['popularity'][metric]:.4f}, required lift {run.config.gate_min_lift:+.0%})"
-    )
+    if "production" in evaluation:
+        production = evaluation["production"][metric]
+        limit = production * (1.0 - config.gate_max_regression)
+        holds = candidate >= limit
+        blessed = blessed and holds
+        reasons.append(
+            f"{metric} {candidate:.4f} {'>=' if holds else '<'} production {evaluation['production_version']} "
+            f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f})"
+        )
+    else:
+        reasons.append("no production model yet: floors only")
+    reason = "; ".join(reasons)
     decision = {"blessed": blessed, "model_version": model_version, "reason": reason}
     run.store.write_json(run.path("gate.json"), decision)
     if blessed:
         log.info("candidate %s blessed: %s", model_version, reason)
         run.record("blessed", message=reason)
     else:
-        log.warning("candidate %s rejected, nothing will be published: %s", model_version, reason)
+        log.warning("candidate %s rejected, nothing will be published (kept for inspection): %s", model_version, reason)
         run.record("rejected", message=reason)
     return decision
