@@ -26,6 +26,7 @@ from recsys_tasks.airflow_adapter import (
     dag_params,
     ingest_tasks,
     pretrain_task,
+    serve_tasks,
     task_defaults,
 )
 
@@ -54,26 +55,11 @@ def recsys_nightly():
     def gate(trained: dict, evaluation: dict) -> bool:
         return call("gate", trained["model_version"], evaluation)["blessed"]
 
-    @task
-    def plan_shards(prepared: dict) -> list[dict]:
-        return call("plan_shards", prepared["users"])
-
-    @task
-    def generate(prepared: dict, trained: dict, shard: dict) -> dict:
-        return call("generate", prepared["sequences"], trained["model_version"], shard)
-
-    @task
-    def publish(trained: dict, shards: list[dict]) -> dict:
-        # indexing, not iterating: iterating a mapped result probes one XCom past the end
-        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
-
     extracted, prepared = ingest_tasks()
     encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
     trained = finetune(prepared, encoder)
-    shards = plan_shards(prepared)
-    gate(trained, evaluate(prepared, trained)) >> shards
-    parts = generate.partial(prepared=prepared, trained=trained).expand(shard=shards)
-    publish(trained, parts)
+    blessed = gate(trained, evaluate(prepared, trained))
+    serve_tasks(prepared, trained, after=blessed)
 
 
 recsys_nightly()

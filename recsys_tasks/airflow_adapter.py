@@ -137,6 +137,31 @@ def pretrain_task(force: bool) -> Any:
     return pretrain
 
 
+def serve_tasks(prepared: Any, model: Any, after: Any = None) -> Any:
+    """plan_shards -> generate (mapped, a bounded number of shards) -> publish, for `model`
+    (a task output holding `model_version`). `after` (e.g. the gate) must succeed first."""
+    from airflow.sdk import task
+
+    @task
+    def plan_shards(prepared: dict) -> list[dict]:
+        return call("plan_shards", prepared["users"])
+
+    @task
+    def generate(prepared: dict, trained: dict, shard: dict) -> dict:
+        return call("generate", prepared["sequences"], trained["model_version"], shard)
+
+    @task
+    def publish(trained: dict, shards: list[dict]) -> dict:
+        # indexing, not iterating: iterating a mapped result probes one XCom past the end
+        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
+
+    shards = plan_shards(prepared)
+    if after is not None:
+        after >> shards
+    parts = generate.partial(prepared=prepared, trained=model).expand(shard=shards)
+    return publish(model, parts)
+
+
 def on_task_failure(context: dict[str, Any]) -> None:
     """Task failure callback: the run table says the run failed, and why."""
     from recsys_tasks import stages

@@ -92,4 +92,7 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
     assert store.exists(f"runs/{run_key(better['run_id'])}/report/evaluation.png")
 
     assert registry.rollback(store)["model_version"] == v1
-    assert first["run_id"] != better["run_id"]
+    regenerated = airflow_adapter.run_dag("recsys_regenerate", {"top_k": 5})
+    assert regenerated["state"] == "success", regenerated["tasks"]
+    now = read_view(seeded)
+    assert set(now["model_version"]) == {v1} and set(now["run_id"]) == {regenerated["run_id"]} != {first["run_id"]}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from recsys_tasks import registry, results_db
-from recsys_tasks.evaluation import ease_scorer, model_scorer, popularity_scorer, remapped_scorer
+from recsys_tasks.evaluation import Scorer, ease_scorer, model_scorer, popularity_scorer, remapped_scorer
 from recsys_tasks.evaluation import evaluate as evaluate_scorer
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.prepare import item_popularity
+from recsys_tasks.prepare import Sequences, item_popularity
 from recsys_tasks.report import metrics_table, write_evaluation_report
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.learn import load_data, load_torch
@@ -17,8 +19,14 @@ from recsys_tasks.training import resolve_device
 log = logging.getLogger(__name__)
 
 
-def load_model(run: RunContext, model_version: str) -> SequenceEncoder:
-    return SequenceEncoder.from_checkpoint(load_torch(run, f"models/{model_version}/model.pt")).eval()
+def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device) -> Scorer:
+    """Scores of a registered model on today's sequences; a model trained on another
+    vocabulary (yesterday's production) has its items matched to today's by id."""
+    checkpoint = load_torch(run, f"models/{model_version}/model.pt")
+    model = SequenceEncoder.from_checkpoint(checkpoint).eval().to(device)
+    if checkpoint["item_ids"] == seqs.item_ids:
+        return model_scorer(model, seqs, device)
+    return remapped_scorer(model, checkpoint["item_ids"], seqs, device)
 
 
 def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
@@ -29,16 +37,14 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     device = resolve_device(config.train.device)
     popularity = item_popularity(seqs, split)
     scorers = {
-        "model": model_scorer(load_model(run, model_version).to(device), seqs, device),
+        "model": scorer_for(run, model_version, seqs, device),
         "popularity": popularity_scorer(popularity),
     }
     if seqs.n_items <= config.ease_max_items:
         scorers["ease"] = ease_scorer(seqs, split.train_end)
     production = registry.production_version(run.store)
     if production and production != model_version:
-        checkpoint = load_torch(run, f"models/{production}/model.pt")
-        model = SequenceEncoder.from_checkpoint(checkpoint).eval().to(device)
-        scorers["production"] = remapped_scorer(model, checkpoint["item_ids"], seqs, device)
+        scorers["production"] = scorer_for(run, production, seqs, device)
     test_history_end = split.train_end + 1  # the validation item joins the history
     results: dict = {
         name: evaluate_scorer(scorer, seqs, split.eval_users, test_history_end, popularity)

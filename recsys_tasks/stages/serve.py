@@ -10,15 +10,23 @@ import pandas as pd
 import torch
 
 from recsys_tasks import registry, results_db
-from recsys_tasks.errors import PublishError
-from recsys_tasks.evaluation import model_scorer
+from recsys_tasks.errors import ArtifactNotFoundError, PublishError
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
 from recsys_tasks.stages.context import RunContext
-from recsys_tasks.stages.decide import load_model
+from recsys_tasks.stages.decide import scorer_for
 from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
+
+def production_model(run: RunContext) -> dict:
+    """The production version, for runs that serve it instead of a new candidate."""
+    version = registry.production_version(run.store)
+    if version is None:
+        raise ArtifactNotFoundError(f"no production model under {run.store.uri('models')}: run the nightly DAG first")
+    log.info("serving production model %s", version)
+    return {"model_version": version}
+
 
 def plan_shards(run: RunContext, users: int) -> list[dict]:
     """Split users into at most `num_shards` contiguous ranges of near-equal size."""
@@ -32,10 +40,10 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     started = time.perf_counter()
     seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
     device = resolve_device(run.config.train.device)
-    model = load_model(run, model_version).to(device)
+    scorer = scorer_for(run, model_version, seqs, device)
     users = np.arange(shard["start"], shard["end"])
     with torch.no_grad():
-        frame = top_k_for_users(model_scorer(model, seqs, device), seqs, users, run.config.top_k, run.config.min_history)
+        frame = top_k_for_users(scorer, seqs, users, run.config.top_k, run.config.min_history)
     frame["model_version"] = model_version
     key = run.path(f"recommendations/shard-{shard['index']:05d}-of-{shard['of']:05d}.parquet")
     run.store.write_frame(key, frame)
