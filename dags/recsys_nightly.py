@@ -16,31 +16,25 @@ The run table (`recsys_runs`) says where each run got to and why it stopped.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 
 from recsys_tasks.airflow_adapter import (
     GPU_POOL,
     GPU_QUEUE,
     call,
-    dag_params,
+    dag_settings,
     ingest_tasks,
     pretrain_task,
     serve_tasks,
-    task_defaults,
 )
 
 
 @dag(
     dag_id="recsys_nightly",
     schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["recsys", "nightly"],
     doc_md=__doc__,
-    params=dag_params(),
-    default_args=task_defaults(),
+    **dag_settings(),
 )
 def recsys_nightly():
     @task(queue=GPU_QUEUE, pool=GPU_POOL)

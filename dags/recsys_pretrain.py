@@ -10,22 +10,17 @@ Runs on Sundays at 01:00 UTC, or on demand from the UI with the same params as t
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag
 
-from recsys_tasks.airflow_adapter import dag_params, ingest_tasks, pretrain_task, task_defaults
+from recsys_tasks.airflow_adapter import dag_settings, ingest_tasks, pretrain_task
 
 
 @dag(
     dag_id="recsys_pretrain",
     schedule="0 1 * * 0",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["recsys", "pretraining", "gpu"],
     doc_md=__doc__,
-    params=dag_params(),
-    default_args=task_defaults(),
+    **dag_settings(),
 )
 def recsys_pretrain():
     extracted, prepared = ingest_tasks()

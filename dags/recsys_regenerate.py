@@ -10,22 +10,17 @@ wanted. Manual only; same params as the nightly DAG.
 
 from __future__ import annotations
 
-import pendulum
 from airflow.sdk import dag, task
 
-from recsys_tasks.airflow_adapter import call, dag_params, ingest_tasks, serve_tasks, task_defaults
+from recsys_tasks.airflow_adapter import call, dag_settings, ingest_tasks, serve_tasks
 
 
 @dag(
     dag_id="recsys_regenerate",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
     tags=["recsys", "serving"],
     doc_md=__doc__,
-    params=dag_params(),
-    default_args=task_defaults(),
+    **dag_settings(),
 )
 def recsys_regenerate():
     @task

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,19 @@ def dag_params() -> dict[str, Any]:
         bounds = {k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None}
         out[name] = Param(default, type=_JSON_TYPES[spec.kind], description=spec.help, **bounds)
     return out
+
+
+def dag_settings() -> dict[str, Any]:
+    """What every recsys DAG shares: no backfill, one run at a time, the params form, retries."""
+    from datetime import datetime
+
+    return {
+        "start_date": datetime(2026, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "params": dag_params(),
+        "default_args": task_defaults(),
+    }
 
 
 def _connection_db_url() -> str | None:
