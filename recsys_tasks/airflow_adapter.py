@@ -90,23 +90,20 @@ def config_for(params: dict[str, Any]) -> PipelineConfig:
     return with_params(config, params)
 
 
-def current_run():
-    from airflow.sdk import get_current_context
-
-    from recsys_tasks.stages import RunContext
-
-    context = get_current_context()
-    return RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
-
-
 def call(stage: str, *args: Any, **kwargs: Any) -> Any:
-    """Run stage `stage` of `recsys_tasks.stages` for the current task's run."""
+    """Run stage `stage` of `recsys_tasks.stages` for the current task's run, timed."""
+    from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
     from recsys_tasks import stages
 
+    context = get_current_context()
+    run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+    map_index = getattr(context["ti"], "map_index", -1)
+    label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
     try:
-        return getattr(stages, stage)(current_run(), *args, **kwargs)
+        with run.timed(label):
+            return getattr(stages, stage)(run, *args, **kwargs)
     except RecsysError as exc:
         if not exc.retryable:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc

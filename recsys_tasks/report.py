@@ -47,6 +47,10 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
             lines.append("")
             lines.append(f"test metrics over {metrics.get('eval_users')} users (all items ranked, seen items excluded)")
             lines.append(metrics_table(metrics))
+        timings = results_db.stage_timings(engine, tables, run_id)
+        if timings:
+            lines.append("")
+            lines.append("stages: " + ", ".join(f"{t['stage']} {t['seconds'] or 0:.1f}s" + ("" if t["status"] == "success" else f" ({t['status']})") for t in timings))
         lines.append("")
         lines.append(f"model version: {record.get('model_version')}")
         lines.append(f"rows written:  {record.get('rows_written') or 0}")

@@ -42,6 +42,7 @@ class Tables:
     pointer: str
     view: str
     reader_role: str = "recsys_reader"
+    stages: str = "recsys_runs_stages"
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Tables:
@@ -51,12 +52,13 @@ class Tables:
             pointer=sql_identifier(f"{config.results_table}_pointer"),
             view=sql_identifier(config.current_view),
             reader_role=sql_identifier(config.reader_role),
+            stages=sql_identifier(f"{config.runs_table}_stages"),
         )
 
     def render(self, sql: str) -> str:
         return sql.format(
             results_table=self.results, runs_table=self.runs, pointer_table=self.pointer,
-            current_view=self.view, reader_role=self.reader_role,
+            current_view=self.view, reader_role=self.reader_role, stages_table=self.stages,
         )
 
 
@@ -148,6 +150,26 @@ def record_run(engine: sa.Engine, tables: Tables, run_id: str, status: str, **fi
 
 def _time_params(values: dict[str, Any]) -> list[sa.BindParameter]:
     return [sa.bindparam(k, type_=sa.DateTime(timezone=True)) for k, v in values.items() if isinstance(v, datetime)]
+
+
+def record_stage(
+    engine: sa.Engine, tables: Tables, run_id: str, stage: str, status: str, started_at: datetime, seconds: float | None
+) -> None:
+    statement = sa.text(
+        f"INSERT INTO {tables.stages} (run_id, stage, status, started_at, seconds) VALUES (:r, :s, :st, :t, :sec) "
+        "ON CONFLICT (run_id, stage) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, "
+        "seconds = excluded.seconds"
+    ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
+    with engine.begin() as conn:
+        conn.execute(statement, {"r": run_id, "s": stage, "st": status, "t": started_at, "sec": seconds})
+
+
+def stage_timings(engine: sa.Engine, tables: Tables, run_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT stage, status, seconds FROM {tables.stages} WHERE run_id = :r ORDER BY started_at"), {"r": run_id}
+        ).mappings().all()
+    return [dict(r) for r in rows]
 
 
 def get_run(engine: sa.Engine, tables: Tables, run_id: str) -> dict[str, Any] | None:

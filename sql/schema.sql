@@ -1,5 +1,5 @@
 -- Tables of the published results, applied idempotently before every publish.
--- {results_table}, {runs_table} and {pointer_table} are replaced by validated identifiers.
+-- {results_table}, {runs_table}, {stages_table} and {pointer_table} are replaced by validated identifiers.
 -- Dates are stored as TIMESTAMP WITH TIME ZONE (text in ISO 8601 on SQLite).
 
 -- One row per (run, user, rank). Rows of a run become visible to readers only when the
@@ -31,6 +31,16 @@ CREATE TABLE IF NOT EXISTS {runs_table} (
     started_at    TIMESTAMP WITH TIME ZONE,
     updated_at    TIMESTAMP WITH TIME ZONE,
     published_at  TIMESTAMP WITH TIME ZONE
+);
+
+-- How long each stage (each generation shard) of each run took, and how it ended.
+CREATE TABLE IF NOT EXISTS {stages_table} (
+    run_id      VARCHAR(250) NOT NULL,
+    stage       VARCHAR(100) NOT NULL,
+    status      VARCHAR(32)  NOT NULL,
+    started_at  TIMESTAMP WITH TIME ZONE NOT NULL,
+    seconds     DOUBLE PRECISION,
+    PRIMARY KEY (run_id, stage)
 );
 
 -- Which run each reader view shows. Switching a run is one UPDATE of one row.

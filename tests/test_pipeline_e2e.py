@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from helpers import read_view, run_record
-from recsys_tasks import airflow_adapter
+from recsys_tasks import airflow_adapter, results_db
 from recsys_tasks.artifacts import run_key
 from recsys_tasks.config import config_from_env
 from recsys_tasks.prepare import build_sequences
@@ -40,6 +40,11 @@ def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
 
     record = run_record(seeded, outcome["run_id"])
     assert record["status"] == "published" and record["rows_written"] == len(recs)
+    engine = results_db.make_engine(seeded.db_url)
+    timings = {t["stage"]: t for t in results_db.stage_timings(engine, results_db.Tables.from_config(seeded), outcome["run_id"])}
+    engine.dispose()
+    assert {"extract", "validate", "finetune", "generate[0]", "generate[2]", "publish"} <= set(timings)
+    assert all(t["status"] == "success" and t["seconds"] >= 0 for t in timings.values())
     assert record["metrics"]["model"]["NDCG@10"] > record["metrics"]["popularity"]["NDCG@10"]
 
 

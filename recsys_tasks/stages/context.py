@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -36,6 +39,20 @@ class RunContext:
     @cached_property
     def engine(self) -> sa.Engine:
         return results_db.make_engine(self.config.db_url)
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Record the stage's duration and outcome in the stage table, whatever happens."""
+        results_db.apply_schema(self.engine, self.tables)
+        started, tick = results_db.utcnow(), time.perf_counter()
+        results_db.record_stage(self.engine, self.tables, self.run_id, stage, "running", started, None)
+        status = "failed"
+        try:
+            yield
+            status = "success"
+        finally:
+            seconds = round(time.perf_counter() - tick, 3)
+            results_db.record_stage(self.engine, self.tables, self.run_id, stage, status, started, seconds)
 
     def record(self, status: str, **fields: object) -> None:
         """Update this run's row in the run table (created on first use)."""
