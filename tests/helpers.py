@@ -1,6 +1,23 @@
 """Small readers the end-to-end tests share: what downstream apps see, and the run table."""
 
+import os
+from pathlib import Path
+
 from recsys_tasks import results_db
+
+
+def _datasets_dir() -> Path:
+    """../shared/datasets beside the checkout (as CI lays it out); RECSYS_DATASETS overrides,
+    and the workspace copy serves a clone made elsewhere (e.g. /tmp/check)."""
+    candidates = [os.environ.get("RECSYS_DATASETS"), Path(__file__).resolve().parents[2] / "shared" / "datasets",
+                  "/work/shared/datasets"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "Beauty.txt").exists():
+            return Path(candidate)
+    raise FileNotFoundError(f"benchmark datasets not found in {candidates[1:]}; set RECSYS_DATASETS")
+
+
+DATASETS = _datasets_dir()
 
 
 def read_view(config):

@@ -4,12 +4,12 @@ import boto3
 import pandas as pd
 import pytest
 
+from helpers import DATASETS
 from recsys_tasks.errors import SourceError
 from recsys_tasks.formats import detect_format
 from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, write_interactions
 from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
 
-DATASETS = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LOG = generate_interactions(SyntheticSpec(users=30, items=25, topics=3, seed=2))
 
 
