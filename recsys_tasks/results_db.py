@@ -1,17 +1,23 @@
 """The results database: DDL, the run table, and the atomic publish that readers rely on.
 
 Publishing a run is one transaction: its rows are (re)written, the pointer row behind the
-`recommendations_current` view is switched to it, and runs beyond the retention limit are
-dropped. A crash or a kill before COMMIT leaves the previous run in place; re-publishing the
-same run replaces its rows. SQLite uses WAL so readers keep reading during the switch;
-PostgreSQL's MVCC gives readers the same guarantee.
+`recommendations_current` view is switched to it, and the transaction commits. A crash or a
+kill before COMMIT leaves the previous run in place; re-publishing the same run replaces its
+rows. Runs beyond the retention limit are then dropped.
+
+PostgreSQL: the results table is partitioned by run. A run is COPYed into a staging table of
+its own, indexed, and attached as its partition in the switch transaction; retiring a run
+drops its partition. MVCC lets readers keep reading the old run until COMMIT.
+SQLite: batched INSERTs in the switch transaction; WAL lets readers keep reading meanwhile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +34,7 @@ from recsys_tasks.sources import sqlite_file
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+PARTITION_BY = " PARTITION BY LIST (run_id)"
 RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at", "strategy")
 
 
@@ -55,15 +62,20 @@ class Tables:
             stages=sql_identifier(f"{config.runs_table}_stages"),
         )
 
-    def render(self, sql: str) -> str:
+    def render(self, sql: str, partition_by: str = "") -> str:
         return sql.format(
             results_table=self.results, runs_table=self.runs, pointer_table=self.pointer,
             current_view=self.view, reader_role=self.reader_role, stages_table=self.stages,
+            partition_by=partition_by,
         )
 
+    def partition(self, run_id: str) -> str:
+        """PostgreSQL: the name of a run's partition (a hash of the run id: any run id, a valid name)."""
+        return f"{self.results[:36]}_run_{hashlib.sha1(run_id.encode()).hexdigest()[:16]}"
 
-def sql_file(name: str, tables: Tables) -> str:
-    return tables.render((SQL_DIR / name).read_text())
+
+def sql_file(name: str, tables: Tables, partition_by: str = "") -> str:
+    return tables.render((SQL_DIR / name).read_text(), partition_by)
 
 
 def make_engine(db_url: str) -> sa.Engine:
@@ -102,29 +114,59 @@ def _statements(script: str) -> list[str]:
 
 def apply_schema(engine: sa.Engine, tables: Tables) -> None:
     """Create tables and the reader view if missing; safe to run any number of times."""
+    postgres = engine.dialect.name == "postgresql"
     view_body = "\n".join(
         line for line in sql_file("current_view.sql", tables).splitlines() if not line.strip().startswith("--")
     )
-    create_view = "CREATE OR REPLACE VIEW" if engine.dialect.name == "postgresql" else "CREATE VIEW IF NOT EXISTS"
+    create_view = "CREATE OR REPLACE VIEW" if postgres else "CREATE VIEW IF NOT EXISTS"
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+        legacy = None
+        if postgres:
             # concurrent first publishes would race on CREATE TABLE IF NOT EXISTS
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": tables.results})
-        for statement in _statements(sql_file("schema.sql", tables)):
+            legacy = _set_aside_unpartitioned_results(conn, tables)
+        for statement in _statements(sql_file("schema.sql", tables, PARTITION_BY if postgres else "")):
             conn.execute(sa.text(statement))
         _upgrade_older_schema(conn, tables)
+        if legacy:
+            conn.exec_driver_sql(f"ALTER TABLE {tables.results} ATTACH PARTITION {legacy} DEFAULT")
+            log.info("%s is now partitioned by run; the runs already there stay readable in %s", tables.results, legacy)
         conn.execute(sa.text(f"{create_view} {tables.view} AS {view_body}"))
-        if engine.dialect.name == "postgresql":
+        if postgres:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('recsys reader role'))")
             for statement in _statements(sql_file("reader_role.sql", tables)):
                 conn.exec_driver_sql(statement.replace("%", "%%"))
 
 
+def _add_strategy_column(conn: sa.Connection, table: str) -> None:
+    """The `strategy` column came after the first release."""
+    if "strategy" not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN strategy VARCHAR(16) NOT NULL DEFAULT 'model'")
+
+
+def _set_aside_unpartitioned_results(conn: sa.Connection, tables: Tables) -> str | None:
+    """PostgreSQL results tables made before runs were partitions: rename the old table so the
+    partitioned one can be made; it then becomes the DEFAULT partition, its runs still readable
+    and retired as usual."""
+    found = sa.text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:t)")
+    if conn.execute(found, {"t": tables.results}).scalar() != "r":
+        return None
+    legacy = f"{tables.results[:50]}_legacy"
+    primary_key = conn.execute(
+        sa.text("SELECT conname FROM pg_constraint WHERE conrelid = to_regclass(:t) AND contype = 'p'"),
+        {"t": tables.results},
+    ).scalar()
+    conn.exec_driver_sql(f"ALTER TABLE {tables.results} RENAME TO {legacy}")
+    if primary_key:  # frees the name `<results>_pkey` for the partitioned table's key
+        conn.exec_driver_sql(f'ALTER TABLE {legacy} RENAME CONSTRAINT "{primary_key}" TO {legacy}_pkey')
+    _add_strategy_column(conn, legacy)
+    return legacy
+
+
 def _upgrade_older_schema(conn: sa.Connection, tables: Tables) -> None:
-    """Bring tables made by earlier versions up to date (the `strategy` column came later)."""
+    """Bring tables made by earlier versions up to date."""
+    _add_strategy_column(conn, tables.results)
     inspector = sa.inspect(conn)
-    if "strategy" not in {c["name"] for c in inspector.get_columns(tables.results)}:
-        conn.exec_driver_sql(f"ALTER TABLE {tables.results} ADD COLUMN strategy VARCHAR(16) NOT NULL DEFAULT 'model'")
     views = set(inspector.get_view_names())
     if tables.view in views and [c["name"] for c in inspector.get_columns(tables.view)] != list(RESULT_COLUMNS):
         conn.exec_driver_sql(f"DROP VIEW {tables.view}")  # recreated below, in the same transaction
@@ -210,7 +252,7 @@ def current_run_id(engine: sa.Engine, tables: Tables) -> str | None:
         ).scalar()
 
 
-def _copy_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: int = 200_000) -> None:
+def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000) -> None:
     """Bulk-load on PostgreSQL with COPY (psycopg 3), fed CSV made by Arrow in chunks."""
     cursor = conn.connection.driver_connection.cursor()
     frame = rows[list(RESULT_COLUMNS)]
@@ -219,14 +261,42 @@ def _copy_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: i
     if len(stamps) == 1:
         frame = frame.assign(generated_at=pd.Timestamp(stamps[0]).isoformat())
     options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-    with cursor.copy(f"COPY {tables.results} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
+    with cursor.copy(f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
         for lo in range(0, len(frame), chunk):
             buffer = io.BytesIO()  # Arrow's C++ CSV writer: several times faster than pandas' for this
             pa_csv.write_csv(pa.Table.from_pandas(frame.iloc[lo : lo + chunk], preserve_index=False), buffer, options)
             copy.write(buffer.getvalue())
 
 
-def _insert_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk: int = 50_000) -> None:
+def _ddl(conn: sa.Connection, statement: str) -> None:
+    conn.exec_driver_sql(statement.replace("%", "%%"))  # the driver would read % in a run id as a placeholder
+
+
+def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, rows: pd.DataFrame) -> None:
+    """PostgreSQL: COPY the run into a staging table of its own, index it, and attach it as the
+    run's partition (replacing the partition of an earlier publish of the same run).
+
+    Everything up to the attach touches only the staging table, so readers are never blocked
+    by the load; the attach itself is a catalogue change (the CHECK constraint spares it a scan).
+    """
+    partition = tables.partition(run_id)
+    staging = f"{partition}_load"
+    literal = "'" + run_id.replace("'", "''") + "'"
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": partition})
+    _ddl(conn, f"DROP TABLE IF EXISTS {staging}")
+    _ddl(conn, f"CREATE TABLE {staging} (LIKE {tables.results} INCLUDING DEFAULTS, CHECK (run_id = {literal}))")
+    _copy_rows(conn, staging, rows)
+    _ddl(conn, f"ALTER TABLE {staging} ADD PRIMARY KEY (run_id, user_id, rank)")  # one sort, not 20M inserts
+    _ddl(conn, f"DROP TABLE IF EXISTS {partition}")
+    # rows of this run in a pre-partitioning table (the DEFAULT partition), if there is one
+    conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+    _ddl(conn, f"ALTER TABLE {staging} RENAME TO {partition}")
+    _ddl(conn, f"ALTER TABLE {tables.results} ATTACH PARTITION {partition} FOR VALUES IN ({literal})")
+
+
+def _insert_rows(conn: sa.Connection, tables: Tables, run_id: str, rows: pd.DataFrame, chunk: int = 50_000) -> None:
+    """SQLite: replace the run's rows with batched INSERTs (inside the switch transaction)."""
+    conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
     statement = sa.text(
         f"INSERT INTO {tables.results} ({', '.join(RESULT_COLUMNS)}) "
         f"VALUES ({', '.join(':' + c for c in RESULT_COLUMNS)})"
@@ -239,41 +309,73 @@ def _insert_rows(conn: sa.Connection, tables: Tables, rows: pd.DataFrame, chunk:
 def publish_recommendations(
     engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame, retain_runs: int
 ) -> dict[str, Any]:
-    """Write `rows` for `run_id` and switch readers to it, all in one transaction."""
+    """Write `rows` for `run_id` and switch readers to it, in one transaction; then retire old runs."""
     apply_schema(engine, tables)
+    postgres = engine.dialect.name == "postgresql"
     now = utcnow()
     rows = rows.assign(run_id=run_id, generated_at=now)
     if "strategy" not in rows:
         rows = rows.assign(strategy="model")
     with engine.begin() as conn:
-        conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
-        if engine.dialect.name == "postgresql":
-            _copy_rows(conn, tables, rows)
+        if postgres:
+            _load_partition(conn, tables, run_id, rows)
         else:
-            _insert_rows(conn, tables, rows)
+            _insert_rows(conn, tables, run_id, rows)
         switch = sa.text(
             f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
             "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
         ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
         conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
-        retired = _retire_old_runs(conn, tables, run_id, retain_runs)
+        if not postgres:
+            retired = _retire_old_runs(conn, tables, run_id, retain_runs)
     log.info("published %d rows of run %s; readers of %s now see it", len(rows), run_id, tables.view)
+    if postgres:
+        # after the switch, in a transaction of its own: dropping a partition waits for readers
+        # of the old runs, and must not hold up the switch (it is retried by the next publish)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                retired = _retire_old_runs(conn, tables, run_id, retain_runs)
+        except sa.exc.OperationalError as error:
+            log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
+            retired = []
     return {"rows_written": len(rows), "published_at": now.isoformat(), "retired_runs": retired}
+
+
+def _runs_present(conn: sa.Connection, tables: Tables) -> dict[str, str | None]:
+    """Runs with rows in the results table -> their partition (PostgreSQL), or None where the
+    rows share a table with other runs (SQLite, or PostgreSQL's pre-partitioning DEFAULT)."""
+    if conn.dialect.name != "postgresql":
+        return dict.fromkeys(conn.execute(sa.text(f"SELECT DISTINCT run_id FROM {tables.results}")).scalars())
+    present: dict[str, str | None] = {}
+    children = conn.execute(
+        sa.text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+            "JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"
+        ),
+        {"t": tables.results},
+    ).all()
+    for name, bound in children:
+        if bound == "DEFAULT":
+            for run_id in conn.execute(sa.text(f"SELECT DISTINCT run_id FROM {name}")).scalars():
+                present.setdefault(run_id, None)
+        elif match := re.fullmatch(r"FOR VALUES IN \('(.*)'\)", bound, re.DOTALL):
+            present[match.group(1).replace("''", "'")] = name
+    return present
 
 
 def _retire_old_runs(conn: sa.Connection, tables: Tables, current: str, retain_runs: int) -> list[str]:
     """Drop the rows of runs beyond the newest `retain_runs` (the current one always stays)."""
-    present = conn.execute(
-        sa.text(
-            f"SELECT r.run_id FROM (SELECT DISTINCT run_id FROM {tables.results}) AS r "
-            f"LEFT JOIN {tables.runs} AS s ON s.run_id = r.run_id "
-            "ORDER BY s.published_at DESC, r.run_id DESC"
-        )
-    ).scalars().all()
-    keep = {current, *[r for r in present if r != current][: max(retain_runs - 1, 0)]}
-    retired = [r for r in present if r not in keep]
+    present = _runs_present(conn, tables)
+    published = dict(conn.execute(sa.text(f"SELECT run_id, published_at FROM {tables.runs}")).all())
+    newest_first = sorted(present, key=lambda r: (str(published.get(r) or ""), r), reverse=True)
+    keep = {current, *[r for r in newest_first if r != current][: max(retain_runs - 1, 0)]}
+    retired = [r for r in newest_first if r not in keep]
     for run_id in retired:
-        conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+        if present[run_id] is not None:
+            _ddl(conn, f"DROP TABLE {present[run_id]}")
+        else:
+            conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
     return retired
 
 

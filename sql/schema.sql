@@ -3,7 +3,11 @@
 -- Dates are stored as TIMESTAMP WITH TIME ZONE (text in ISO 8601 on SQLite).
 
 -- One row per (run, user, rank). Rows of a run become visible to readers only when the
--- pointer below names that run, so a run being written is its own staging area.
+-- pointer below names that run.
+-- PostgreSQL: {partition_by} is PARTITION BY LIST (run_id). Each run is COPYed into a
+-- staging table of its own, indexed, then attached as the run's partition in the switch
+-- transaction; retiring a run drops its partition (no DELETE, no bloat).
+-- SQLite: {partition_by} is empty; a run's rows are inserted in the switch transaction.
 CREATE TABLE IF NOT EXISTS {results_table} (
     run_id        VARCHAR(250)     NOT NULL,
     user_id       VARCHAR(250)     NOT NULL,
@@ -15,7 +19,7 @@ CREATE TABLE IF NOT EXISTS {results_table} (
     -- 'model', or 'popularity' for users with too little history for the model
     strategy      VARCHAR(16)      NOT NULL DEFAULT 'model',
     PRIMARY KEY (run_id, user_id, rank)
-);
+){partition_by};
 
 -- One row per pipeline run: where it got to, what it produced, and why it stopped.
 CREATE TABLE IF NOT EXISTS {runs_table} (

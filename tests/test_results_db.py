@@ -128,6 +128,42 @@ def test_tables_of_an_older_version_are_upgraded_in_place(db):
             f"CREATE VIEW {tables.view} AS SELECT r.run_id, r.user_id, r.rank, r.item_id, r.score, r.model_version, "
             f"r.generated_at FROM {tables.results} r JOIN {tables.pointer} p ON p.run_id = r.run_id"
         )
-    publish(engine, tables, "run-new", rows())
+        conn.exec_driver_sql(
+            f"INSERT INTO {tables.results} VALUES ('run-old', 'u0', 1, 'x', 1.0, 'm-old', '2026-01-01T00:00:00+00:00')"
+        )
+        conn.exec_driver_sql(f"INSERT INTO {tables.pointer} VALUES ('{tables.view}', 'run-old', '2026-01-01T00:00:00+00:00')")
+    results_db.apply_schema(engine, tables)
+    old = results_db.read_current(engine, tables)  # upgraded: the published run is still there
+    assert old[["run_id", "item_id", "strategy"]].values.tolist() == [["run-old", "x", "model"]]
+    publish(engine, tables, "run-new", rows(), retain=1)
     current = results_db.read_current(engine, tables)
     assert list(current.columns) == list(results_db.RESULT_COLUMNS) and set(current["strategy"]) == {"model"}
+    assert set(current["run_id"]) == {"run-new"}
+    with engine.connect() as conn:  # and the old run retires like any other
+        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.results} WHERE run_id = 'run-old'").scalar() == 0
+
+
+def partitions(engine, tables):
+    with engine.connect() as conn:
+        return sorted(conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            f"WHERE i.inhparent = '{tables.results}'::regclass"
+        ).scalars())
+
+
+def test_postgres_keeps_each_run_in_a_partition_of_its_own_and_drops_it_on_retirement(postgres_url):
+    config = dataclasses.replace(config_from_env({}), db_url=postgres_url)
+    engine = results_db.make_engine(postgres_url)
+    tables = results_db.Tables.from_config(config)
+    odd = "manual__2026-11-22T00:00:00+00:00 'quoted' 100%"  # any run id is a valid partition
+    for run_id in ["run-1", odd, odd, "run-3"]:
+        publish(engine, tables, run_id, rows(tag=run_id[:5]), retain=2)
+    assert partitions(engine, tables) == sorted([tables.partition(odd), tables.partition("run-3")])
+    with engine.connect() as conn:
+        tables_left = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND right(tablename, 5) = '_load'"
+        ).scalar()
+        by_run = dict(conn.exec_driver_sql(f"SELECT run_id, COUNT(*) FROM {tables.results} GROUP BY run_id").all())
+    assert tables_left == 0  # no staging table outlives its publish
+    assert by_run == {odd: 6, "run-3": 6}
+    engine.dispose()
