@@ -89,6 +89,10 @@ class PipelineConfig:
     gate_metric: str = "NDCG@10"
     gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
     gate_max_regression: float = 0.02  # candidate may trail production by at most this share
+    # share of the published top-K a candidate may replace, over a sample of users (1.0: no bound);
+    # retraining on a day's new data replaces a third to two thirds; more hints at a broken model or mapping
+    gate_max_churn: float = 0.9
+    churn_sample_users: int = 2000
     ease_max_items: int = 5000  # EASE baseline only below this catalogue size (it inverts an n x n matrix)
     force_pretrain: bool = False
     pretrain_objectives: str = "masked_item"  # "+"-joined: masked_item, contrastive, attribute (needs items_uri)
@@ -173,6 +177,7 @@ PARAMS: dict[str, Param] = {
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
+    "gate_max_churn": Param(None, float, 0.0, 1.0, "largest share of published top-K items a candidate may replace"),
 }
 
 

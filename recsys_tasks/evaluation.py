@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from recsys_tasks.metrics import catalogue_metrics, ranking_metrics
 from recsys_tasks.model import SequenceEncoder
@@ -85,25 +86,63 @@ def evaluate(
     return metrics
 
 
+def history_matrix(seqs: Sequences, starts: np.ndarray, ends: np.ndarray) -> sparse.csr_matrix:
+    """(len(starts), n_items + 1) sparse 0/1: the items of each history range (repeats count once)."""
+    rows, positions = history_positions(starts, ends)
+    ones = np.ones(len(rows), dtype=np.float32)
+    matrix = sparse.csr_matrix((ones, (rows, seqs.items[positions])), shape=(len(starts), seqs.n_items + 1))
+    matrix.data[:] = 1.0  # duplicates were summed
+    return matrix
+
+
 def ease_scorer(seqs: Sequences, train_end: np.ndarray, l2: float = 500.0) -> Scorer:
     """EASE (Steck, 2019): a closed-form item-to-item linear model; an n_items^2 matrix, so
     meant for catalogues of up to a few thousand items."""
-    n = seqs.n_items + 1
-    rows, positions = history_positions(seqs.offsets[:-1], train_end)
-    x = torch.sparse_coo_tensor(
-        np.vstack([rows, seqs.items[positions]]), torch.ones(len(rows)), (seqs.n_users, n)
-    ).coalesce()
-    gram = torch.sparse.mm(x.t(), x).to_dense().double().clamp_(max=1e9)  # (n, n) co-occurrence counts
-    gram += l2 * torch.eye(n, dtype=torch.float64)
+    x = history_matrix(seqs, seqs.offsets[:-1], train_end)
+    gram = torch.as_tensor((x.T @ x).toarray(), dtype=torch.float64)  # (n, n) co-occurrence counts
+    gram += l2 * torch.eye(len(gram), dtype=torch.float64)
     inverse = torch.linalg.inv(gram)
     weights = (-inverse / torch.diagonal(inverse)).float()
     weights.fill_diagonal_(0.0)
 
     def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
-        batch_rows, batch_positions = history_positions(starts, ends)
-        history = torch.zeros(len(users), n)
-        history[torch.as_tensor(batch_rows), torch.as_tensor(seqs.items[batch_positions])] = 1.0
-        scores = history @ weights  # (B, n)
+        scores = torch.as_tensor(history_matrix(seqs, starts, ends).toarray()) @ weights  # (B, n)
+        scores[:, 0] = float("-inf")
+        return scores
+
+    return score
+
+
+def item_knn_scorer(seqs: Sequences, train_end: np.ndarray, neighbours: int = 100, block_cells: int = 2**25) -> Scorer:
+    """Item-to-item kNN (cosine over the users who interacted with both items), the baseline
+    for catalogues too big for EASE. Each item keeps its `neighbours` most similar items; a
+    user's score for an item is the sum of its similarities to the items in the history.
+    Memory: n_items x neighbours for the model, about `block_cells` floats while it is built.
+    """
+    x = history_matrix(seqs, seqs.offsets[:-1], train_end)
+    xt = x.T.tocsr()
+    n = x.shape[1]
+    norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    keep = min(neighbours, n - 1)
+    block = max(1, block_cells // n)
+    data, cols = [], []
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        sims = torch.as_tensor((xt[lo:hi] @ x).toarray())  # (b, n) co-occurrence counts
+        sims /= torch.as_tensor(norms[lo:hi, None] * norms[None, :])
+        sims[torch.arange(hi - lo), torch.arange(lo, hi)] = 0.0  # an item is not its own neighbour
+        sims[:, 0] = 0.0
+        values, indices = torch.topk(sims, keep, dim=1)
+        data.append(values.numpy())
+        cols.append(indices.numpy())
+    weights = sparse.csr_matrix(
+        (np.concatenate(data).ravel(), np.concatenate(cols).ravel(), np.arange(0, n * keep + 1, keep)), shape=(n, n)
+    )
+    weights.eliminate_zeros()
+
+    def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+        scores = torch.as_tensor((history_matrix(seqs, starts, ends) @ weights).toarray())  # (B, n)
         scores[:, 0] = float("-inf")
         return scores
 

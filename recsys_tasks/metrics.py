@@ -7,6 +7,7 @@ Every metric averages over users; with one relevant item per user, HR@K equals R
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:
@@ -51,4 +52,28 @@ def catalogue_metrics(top_items: np.ndarray, popularity: np.ndarray, k: int) -> 
     return {
         f"coverage@{k}": float(len(np.unique(top_items)) / n_items),
         f"popularity_percentile@{k}": float(percentile[top_items].mean()),
+    }
+
+
+def list_overlap(candidate: pd.DataFrame, published: pd.DataFrame, k: int, n_items: int) -> dict[str, float]:
+    """How much a candidate's top-K would change what users are shown now.
+
+    Both frames hold `user_id, item_id` rows (K per user at most); only users in both count.
+    overlap@K: mean share of a user's published items the candidate also recommends;
+    churn@K = 1 - overlap@K; coverage: distinct items shown across those users / catalogue.
+    """
+    users = set(candidate["user_id"]) & set(published["user_id"])
+    if not users:
+        return {"users": 0}
+    cand = candidate[candidate["user_id"].isin(users)]
+    pub = published[published["user_id"].isin(users)]
+    shown = pub.groupby("user_id").size()
+    shared = cand.merge(pub, on=["user_id", "item_id"]).groupby("user_id").size().reindex(shown.index, fill_value=0)
+    overlap = float((shared / shown).mean())
+    coverage_candidate = cand["item_id"].nunique() / max(n_items, 1)
+    coverage_published = pub["item_id"].nunique() / max(n_items, 1)
+    return {
+        "users": len(users), f"overlap@{k}": overlap, f"churn@{k}": 1.0 - overlap,
+        "coverage_candidate": coverage_candidate, "coverage_published": coverage_published,
+        "coverage_change": coverage_candidate - coverage_published,
     }

@@ -72,7 +72,7 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
     return "\n".join(lines)
 
 
-SCORER_ORDER = ("model", "production", "ease", "popularity")
+SCORER_ORDER = ("model", "production", "ease", "item_knn", "popularity")
 
 
 def metrics_table(results: dict[str, Any]) -> str:
@@ -84,6 +84,18 @@ def metrics_table(results: dict[str, Any]) -> str:
         for metric in results["model"]
     ]
     return "\n".join([header, *rows])
+
+
+def published_line(published: dict[str, Any] | None) -> str:
+    """One sentence on how the candidate's lists differ from what users see now."""
+    if not published or not published.get("users"):
+        return "Nothing published yet to compare the candidate's recommendations with."
+    k = published["k"]
+    return (
+        f"Against the published recommendations ({published['users']} users sampled): overlap@{k} "
+        f"{published[f'overlap@{k}']:.3f}, churn@{k} {published[f'churn@{k}']:.3f}, items shown "
+        f"{published['coverage_published']:.1%} -> {published['coverage_candidate']:.1%} of the catalogue."
+    )
 
 
 def write_evaluation_report(store: Any, prefix: str, model_version: str, results: dict[str, Any], history: list[dict]) -> str:
@@ -127,6 +139,7 @@ def write_evaluation_report(store: Any, prefix: str, model_version: str, results
         "",
         f"{results['eval_users']} users; each user's last item held out, every item ranked, seen items excluded.",
         f"Production at evaluation time: {results.get('production_version') or 'none'}.",
+        published_line(results.get("published")),
         "",
         "```",
         metrics_table(results),

@@ -385,3 +385,16 @@ def read_current(engine: sa.Engine, tables: Tables, user_id: str | None = None) 
         if user_id is None:
             return pd.read_sql(sa.text(f"SELECT * FROM {tables.view} ORDER BY user_id, rank"), conn)
         return pd.read_sql(sa.text(sql_file("reader_query.sql", tables)), conn, params={"user_id": user_id})
+
+
+def read_current_for(engine: sa.Engine, tables: Tables, user_ids: list[str], chunk: int = 500) -> pd.DataFrame:
+    """The published rows of these users (`user_id, rank, item_id`)."""
+    statement = sa.text(f"SELECT user_id, rank, item_id FROM {tables.view} WHERE user_id IN :users").bindparams(
+        sa.bindparam("users", expanding=True)
+    )
+    with engine.connect() as conn:
+        parts = [
+            pd.read_sql(statement, conn, params={"users": user_ids[lo : lo + chunk]})
+            for lo in range(0, len(user_ids), chunk)
+        ]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["user_id", "rank", "item_id"])

@@ -1,11 +1,12 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from recsys_tasks.evaluation import popularity_scorer, target_ranks
-from recsys_tasks.metrics import catalogue_metrics, hit_rate_at_k, mrr, ndcg_at_k, ranking_metrics
+from recsys_tasks.metrics import catalogue_metrics, hit_rate_at_k, list_overlap, mrr, ndcg_at_k, ranking_metrics
 from recsys_tasks.prepare import Sequences
 
 
@@ -59,3 +60,17 @@ def test_ndcg_matches_an_independent_formulation():
         relevance[np.flatnonzero(hit), ranks[hit]] = 1.0
         dcg = (relevance / np.log2(np.arange(2, k + 2))).sum(1)
         assert ndcg_at_k(ranks, k) == pytest.approx(dcg.mean())
+
+
+def test_overlap_and_churn_with_the_published_lists_by_hand():
+    def lists(rows):
+        return pd.DataFrame([(u, i) for u, items in rows.items() for i in items], columns=["user_id", "item_id"])
+
+    candidate = lists({"a": ["x", "y"], "b": ["x", "z"], "new": ["x", "y"]})
+    published = lists({"a": ["y", "x"], "b": ["w", "v"], "gone": ["x", "y"]})
+    out = list_overlap(candidate, published, k=2, n_items=10)
+    # a keeps both items (order does not matter), b keeps none; "new" and "gone" are not compared
+    assert out["users"] == 2 and out["overlap@2"] == pytest.approx(0.5) and out["churn@2"] == pytest.approx(0.5)
+    assert out["coverage_candidate"] == pytest.approx(0.3) and out["coverage_published"] == pytest.approx(0.4)
+    assert out["coverage_change"] == pytest.approx(-0.1)
+    assert list_overlap(candidate, lists({"other": ["x"]}), k=2, n_items=10) == {"users": 0}

@@ -81,6 +81,10 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
     published = read_view(seeded)
     v1 = registry.production_version(store)
     assert v1 and set(published["model_version"]) == {v1}
+    lineage = registry.describe(store, v1)  # what the model was trained on, and the data check it passed
+    assert lineage["run_id"] == first["run_id"] and lineage["data"]["rows_extracted"] > 0
+    assert lineage["data"]["first_event"] < lineage["data"]["last_event"]
+    assert store.read_json(f"models/{v1}/validation.json")["passed"] is True
 
     regressed = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 0})
     assert regressed["state"] == "success"  # a rejection is a decision, not a crash
@@ -93,7 +97,17 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
     assert better["tasks"]["publish"] == "success", run_record(seeded, better["run_id"])["message"]
     v3 = registry.production_version(store)
     assert v3 != v1 and set(read_view(seeded)["model_version"]) == {v3}
-    assert run_record(seeded, better["run_id"])["metrics"]["production"]["NDCG@10"] > 0
+    metrics = run_record(seeded, better["run_id"])["metrics"]
+    assert metrics["production"]["NDCG@10"] > 0
+    assert metrics["published"]["users"] == 300 and 0.0 <= metrics["published"]["churn@5"] <= 1.0
+    published = read_view(seeded)
+
+    # a candidate that would replace more of what users see than allowed is refused too
+    churned = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 8, "seed": 5, "gate_max_churn": 0.0})
+    assert churned["tasks"]["publish"] == "skipped"
+    record = run_record(seeded, churned["run_id"])
+    assert record["status"] == "rejected" and "> bound 0.000" in record["message"], record["message"]
+    assert read_view(seeded).equals(published) and registry.production_version(store) == v3
     assert store.exists(f"runs/{run_key(better['run_id'])}/report/evaluation.png")
 
     assert registry.rollback(store)["model_version"] == v1

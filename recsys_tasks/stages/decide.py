@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 
 from recsys_tasks import registry, results_db
-from recsys_tasks.evaluation import Scorer, ease_scorer, model_scorer, popularity_scorer, remapped_scorer
+from recsys_tasks.evaluation import (
+    Scorer,
+    ease_scorer,
+    item_knn_scorer,
+    model_scorer,
+    popularity_scorer,
+    remapped_scorer,
+)
 from recsys_tasks.evaluation import evaluate as evaluate_scorer
+from recsys_tasks.inference import top_k_for_users
+from recsys_tasks.metrics import list_overlap
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import Sequences, item_popularity
 from recsys_tasks.report import metrics_table, write_evaluation_report
@@ -40,8 +50,11 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         "model": scorer_for(run, model_version, seqs, device),
         "popularity": popularity_scorer(popularity),
     }
+    # the item-to-item baseline: EASE while its n x n inverse is affordable, item-kNN beyond
     if seqs.n_items <= config.ease_max_items:
         scorers["ease"] = ease_scorer(seqs, split.train_end)
+    else:
+        scorers["item_knn"] = item_knn_scorer(seqs, split.train_end)
     production = registry.production_version(run.store)
     if production and production != model_version:
         scorers["production"] = scorer_for(run, production, seqs, device)
@@ -51,6 +64,7 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         for name, scorer in scorers.items()
     }
     results.update(eval_users=int(len(split.eval_users)), production_version=production)
+    results["published"] = compare_with_published(run, scorers["model"], seqs)
     run.store.write_json(f"models/{model_version}/metrics.json", results)
     run.store.write_json(run.path("evaluation.json"), {"model_version": model_version, **results})
     history = results_db.metric_history(run.engine, run.tables, config.gate_metric)
@@ -62,6 +76,29 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     log.info("test metrics over %d users:\n%s\nreport: %s", results["eval_users"], metrics_table(results), report_uri)
     run.record("evaluated", model_version=model_version, metrics=results)
     return results
+
+
+def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> dict | None:
+    """The candidate's top-K for a sample of users against what `recommendations_current`
+    shows them now: overlap, churn and coverage change. None before the first publish."""
+    config = run.config
+    results_db.apply_schema(run.engine, run.tables)
+    if results_db.current_run_id(run.engine, run.tables) is None:
+        return None
+    rng = np.random.default_rng(config.train.seed)
+    sample = np.sort(rng.choice(seqs.n_users, min(config.churn_sample_users, seqs.n_users), replace=False))
+    with torch.no_grad():
+        candidate = top_k_for_users(scorer, seqs, sample, config.top_k, config.min_history)
+    published = results_db.read_current_for(run.engine, run.tables, [seqs.user_ids[u] for u in sample])
+    published = published[published["rank"] <= config.top_k]
+    comparison = list_overlap(candidate, published, config.top_k, seqs.n_items)
+    if comparison["users"]:
+        log.info(
+            "against the published run, over %d users: overlap@%d %.3f, churn %.3f, coverage %.3f -> %.3f",
+            comparison["users"], config.top_k, comparison[f"overlap@{config.top_k}"], comparison[f"churn@{config.top_k}"],
+            comparison["coverage_published"], comparison["coverage_candidate"],
+        )
+    return {**comparison, "k": config.top_k}
 
 
 def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
@@ -87,6 +124,15 @@ def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
         )
     else:
         reasons.append("no production model yet: floors only")
+    published = evaluation.get("published") or {}
+    if published.get("users"):
+        churn = published[f"churn@{published['k']}"]
+        holds = churn <= config.gate_max_churn
+        blessed = blessed and holds
+        reasons.append(
+            f"churn@{published['k']} {churn:.3f} {'<=' if holds else '>'} bound {config.gate_max_churn:.3f} "
+            f"over {published['users']} users of the published run"
+        )
     reason = "; ".join(reasons)
     decision = {"blessed": blessed, "model_version": model_version, "reason": reason}
     run.store.write_json(run.path("gate.json"), decision)

@@ -17,6 +17,7 @@ from recsys_tasks.validation import validate_interactions
 log = logging.getLogger(__name__)
 
 VOCABULARY = "vocabulary/items.json"  # item id -> token, stable across runs (new ids are appended)
+PREPARED = "prepared.json"  # what prepare made of the log, in the run folder
 LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # volume and item shares of the last log that passed
 
 
@@ -87,7 +88,11 @@ def prepare(run: RunContext, interactions: str) -> dict:
         "items": seqs.n_items,
         "events": int(len(seqs.items)),
         "eval_users": int(len(split.eval_users)),
+        "rows_extracted": int(len(frame)),
+        "first_event": frame["ts"].min().isoformat() if len(frame) else None,
+        "last_event": frame["ts"].max().isoformat() if len(frame) else None,
     }
+    run.store.write_json(run.path(PREPARED), summary)  # the data a model is trained on: its lineage
     log.info("prepared %s", summary)
     run.record("prepared", users=seqs.n_users, items=seqs.n_items)
     return summary

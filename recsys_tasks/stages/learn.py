@@ -20,6 +20,7 @@ from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.objectives import make_objective
 from recsys_tasks.prepare import Sequences, Split, left_padded_windows, split_for
 from recsys_tasks.stages.context import RunContext
+from recsys_tasks.stages.ingest import PREPARED
 from recsys_tasks.training import Checkpoints, resolve_device, train, warm_start
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,14 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     save_torch(run, f"{prefix}/model.pt", {**model.cpu().checkpoint(), "item_ids": seqs.item_ids})
     run.store.write_json(f"{prefix}/config.json", config.to_dict())
     run.store.write_json(f"{prefix}/vocabulary.json", {"items": seqs.item_ids})
+    validation = run.path("validation.json")
+    if run.store.exists(validation):  # the data check this model was trained after
+        run.store.write_bytes(f"{prefix}/validation.json", run.store.read_bytes(validation))
     lineage = {
         "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
         "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
         "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
+        "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
     }
     run.store.write_json(f"{prefix}/lineage.json", lineage)
