@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -272,7 +273,7 @@ def _ddl(conn: sa.Connection, statement: str) -> None:
     conn.exec_driver_sql(statement.replace("%", "%%"))  # the driver would read % in a run id as a placeholder
 
 
-def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, rows: pd.DataFrame) -> None:
+def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame]) -> int:
     """PostgreSQL: COPY the run into a staging table of its own, index it, and attach it as the
     run's partition (replacing the partition of an earlier publish of the same run).
 
@@ -285,42 +286,55 @@ def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, rows: pd.D
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": partition})
     _ddl(conn, f"DROP TABLE IF EXISTS {staging}")
     _ddl(conn, f"CREATE TABLE {staging} (LIKE {tables.results} INCLUDING DEFAULTS, CHECK (run_id = {literal}))")
-    _copy_rows(conn, staging, rows)
+    written = 0
+    for rows in parts:  # one shard in memory at a time
+        _copy_rows(conn, staging, rows)
+        written += len(rows)
     _ddl(conn, f"ALTER TABLE {staging} ADD PRIMARY KEY (run_id, user_id, rank)")  # one sort, not 20M inserts
     _ddl(conn, f"DROP TABLE IF EXISTS {partition}")
     # rows of this run in a pre-partitioning table (the DEFAULT partition), if there is one
     conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
     _ddl(conn, f"ALTER TABLE {staging} RENAME TO {partition}")
     _ddl(conn, f"ALTER TABLE {tables.results} ATTACH PARTITION {partition} FOR VALUES IN ({literal})")
+    return written
 
 
-def _insert_rows(conn: sa.Connection, tables: Tables, run_id: str, rows: pd.DataFrame, chunk: int = 50_000) -> None:
+def _insert_rows(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000) -> int:
     """SQLite: replace the run's rows with batched INSERTs (inside the switch transaction)."""
     conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
     statement = sa.text(
         f"INSERT INTO {tables.results} ({', '.join(RESULT_COLUMNS)}) "
         f"VALUES ({', '.join(':' + c for c in RESULT_COLUMNS)})"
     ).bindparams(sa.bindparam("generated_at", type_=sa.DateTime(timezone=True)))
-    records = rows[list(RESULT_COLUMNS)].to_dict("records")
-    for lo in range(0, len(records), chunk):
-        conn.execute(statement, records[lo : lo + chunk])
+    written = 0
+    for rows in parts:
+        records = rows[list(RESULT_COLUMNS)].to_dict("records")
+        for lo in range(0, len(records), chunk):
+            conn.execute(statement, records[lo : lo + chunk])
+        written += len(records)
+    return written
 
 
 def publish_recommendations(
-    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame, retain_runs: int
+    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int
 ) -> dict[str, Any]:
-    """Write `rows` for `run_id` and switch readers to it, in one transaction; then retire old runs."""
+    """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
+    time) and switch readers to it, in one transaction; then retire old runs."""
     apply_schema(engine, tables)
     postgres = engine.dialect.name == "postgresql"
     now = utcnow()
-    rows = rows.assign(run_id=run_id, generated_at=now)
-    if "strategy" not in rows:
-        rows = rows.assign(strategy="model")
+
+    def stamped(parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            part = part.assign(run_id=run_id, generated_at=now)
+            yield part if "strategy" in part else part.assign(strategy="model")
+
+    parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)
     with engine.begin() as conn:
         if postgres:
-            _load_partition(conn, tables, run_id, rows)
+            written = _load_partition(conn, tables, run_id, parts)
         else:
-            _insert_rows(conn, tables, run_id, rows)
+            written = _insert_rows(conn, tables, run_id, parts)
         switch = sa.text(
             f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
             "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
@@ -328,7 +342,7 @@ def publish_recommendations(
         conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
         if not postgres:
             retired = _retire_old_runs(conn, tables, run_id, retain_runs)
-    log.info("published %d rows of run %s; readers of %s now see it", len(rows), run_id, tables.view)
+    log.info("published %d rows of run %s; readers of %s now see it", written, run_id, tables.view)
     if postgres:
         # after the switch, in a transaction of its own: dropping a partition waits for readers
         # of the old runs, and must not hold up the switch (it is retried by the next publish)
@@ -339,7 +353,7 @@ def publish_recommendations(
         except sa.exc.OperationalError as error:
             log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
             retired = []
-    return {"rows_written": len(rows), "published_at": now.isoformat(), "retired_runs": retired}
+    return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired}
 
 
 def _runs_present(conn: sa.Connection, tables: Tables) -> dict[str, str | None]:

@@ -6,7 +6,6 @@ import logging
 import time
 
 import numpy as np
-import pandas as pd
 import torch
 
 from recsys_tasks import registry, results_db
@@ -57,16 +56,16 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
 
 
 def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
-    """Load every shard and switch readers to this run in one transaction."""
+    """Load every shard, one at a time, and switch readers to this run in one transaction."""
     expected = shards[0]["of"] if shards else 0
     indexes = sorted(s["index"] for s in shards)
     if not shards or indexes != list(range(expected)):
         raise PublishError(f"refusing to publish run {run.run_id}: shards {indexes} of {expected} present")
-    rows = pd.concat([run.store.read_frame(s["key"]) for s in shards], ignore_index=True)
-    outcome = results_db.publish_recommendations(run.engine, run.tables, run.run_id, rows, run.config.retain_runs)
+    frames = (run.store.read_frame(s["key"]) for s in sorted(shards, key=lambda s: s["index"]))  # one at a time
+    outcome = results_db.publish_recommendations(run.engine, run.tables, run.run_id, frames, run.config.retain_runs)
     run.record(
         "published", model_version=model_version, rows_written=outcome["rows_written"],
-        users=int(rows["user_id"].nunique()), published_at=results_db.utcnow(),
+        users=sum(s["users"] for s in shards), published_at=results_db.utcnow(),
     )
     registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
     for retired in outcome["retired_runs"]:
