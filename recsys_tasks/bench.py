@@ -59,7 +59,10 @@ def run_benchmark(
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    objective = make_objective("next_item", model, train_config.mask_prob)
+    objective = make_objective(
+        "next_item", model, train_config.mask_prob, item_counts=item_popularity(seqs, split),
+        sampled_softmax_above=train_config.sampled_softmax_above, negatives=train_config.negatives,
+    )
     result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg)
     test_end = split.train_end + 1
     with torch.no_grad():
@@ -71,6 +74,7 @@ def run_benchmark(
         "items": seqs.n_items,
         "interactions": int(len(seqs.items)),
         "pretrain_objectives": list(pretrain_objectives),
+        "finetune_objective": objective.name,
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
         "popularity_metrics": {k: round(v, 4) for k, v in popularity.items()},
         "best_epoch": result.best_epoch,

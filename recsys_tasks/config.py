@@ -39,6 +39,10 @@ class TrainConfig:
     mask_prob: float = 0.2  # Cloze masking rate used by BERT4Rec
     seed: int = 42
     device: str = "auto"  # "auto" takes CUDA when present, else CPU
+    # above this many items fine-tuning uses a sampled softmax (in-batch + uniform negatives,
+    # logQ-corrected): a full one costs batch positions x items floats per step
+    sampled_softmax_above: int = 50_000
+    negatives: int = 1024  # uniform negatives per batch of the sampled softmax
 
 
 SOURCE_FORMATS = ("csv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv", "sequence")
@@ -175,6 +179,7 @@ PARAMS: dict[str, Param] = {
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
+    "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
     "gate_max_churn": Param(None, float, 0.0, 1.0, "largest share of published top-K items a candidate may replace"),

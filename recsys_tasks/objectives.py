@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -62,6 +63,41 @@ class NextItem:
 
     def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return full_softmax_loss(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
+
+
+@dataclass(frozen=True)
+class SampledNextItem(NextItem):
+    """Next-item prediction against a sample of the catalogue, for catalogues too big for a
+    full softmax: the batch's own targets (in-batch negatives) plus `uniform` random items.
+
+    logQ correction (Yi et al., 2019): each candidate's logit is lowered by the log of its
+    chance to be among the candidates, so items drawn often (popular ones, as in-batch
+    negatives) are not pushed down for being drawn, and the ranking stays that of a full softmax.
+    """
+
+    log_frequency: torch.Tensor | None = None  # (n_items + 1,) log share of training events per token
+    uniform: int = 1024
+    name: str = "next_item_sampled"
+
+    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch = self.make_batch(sequences, generator).to(_device(model))
+        hidden = model(batch.inputs, causal=self.causal)
+        has_target = batch.targets != PAD
+        hidden, targets = hidden[has_target], batch.targets[has_target]  # (N, D), (N,)
+        n = model.n_items
+        in_batch = torch.unique(targets)  # sorted
+        uniform = torch.randint(1, n + 1, (self.uniform,), generator=generator).to(targets.device)
+        candidates = torch.cat([in_batch, uniform])
+        logits = hidden @ model.item_embedding.weight[candidates].T  # (N, C)
+        if self.log_frequency is None:
+            share = torch.full((len(candidates),), 1.0 / n, device=logits.device)
+        else:
+            share = self.log_frequency.to(logits.device)[candidates].exp()
+        drawn = 1.0 - (1.0 - share) ** len(targets) + self.uniform / n  # expected times each candidate is drawn
+        logits = logits - torch.log(drawn.clamp(min=1e-12)).to(logits.dtype)
+        accidental = uniform[None, :] == targets[:, None]  # a uniform draw of the row's own target
+        logits[:, len(in_batch) :] = logits[:, len(in_batch) :].masked_fill(accidental, float("-inf"))
+        return F.cross_entropy(logits, torch.searchsorted(in_batch, targets))
 
 
 @dataclass(frozen=True)
@@ -183,18 +219,34 @@ def attribute_matrix(rows: pd.DataFrame, item_ids: list[str], n_tokens: int) -> 
     return matrix
 
 
-OBJECTIVE_NAMES = ("next_item", "masked_item", "contrastive", "attribute")
+OBJECTIVE_NAMES = ("next_item", "next_item_sampled", "masked_item", "contrastive", "attribute")
 
 
 def make_objective(
     name: str, model: SequenceEncoder, mask_prob: float,
     attributes: pd.DataFrame | None = None, item_ids: list[str] | None = None,
+    item_counts: np.ndarray | None = None, sampled_softmax_above: int | None = None, negatives: int = 1024,
 ) -> Objective:
-    """An objective by name; "a+b" trains several together."""
+    """An objective by name; "a+b" trains several together.
+
+    `next_item` becomes `next_item_sampled` when the catalogue has more than
+    `sampled_softmax_above` items; `item_counts` (training events per token) feed its logQ correction.
+    """
     if "+" in name:
-        return Combined([make_objective(n, model, mask_prob, attributes, item_ids) for n in name.split("+")])
+        return Combined([
+            make_objective(n, model, mask_prob, attributes, item_ids, item_counts, sampled_softmax_above, negatives)
+            for n in name.split("+")
+        ])
+    if name == "next_item" and sampled_softmax_above is not None and model.n_items > sampled_softmax_above:
+        name = "next_item_sampled"
     if name == "next_item":
         return NextItem()
+    if name == "next_item_sampled":
+        log_frequency = None
+        if item_counts is not None:
+            counts = torch.as_tensor(item_counts, dtype=torch.float64) + 1.0  # every item can be drawn
+            log_frequency = (counts / counts[1:].sum()).log().float()
+        return SampledNextItem(log_frequency=log_frequency, uniform=negatives)
     if name == "masked_item":
         return MaskedItem(mask_token=model.mask_token, mask_prob=mask_prob)
     if name == "contrastive":

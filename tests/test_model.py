@@ -136,3 +136,25 @@ def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
     assert [round(h["loss"], 6) for h in resumed.history] == [round(h["loss"], 6) for h in expected.history]
     for a, b in zip(unbroken.state_dict().values(), restarted.state_dict().values(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_next_item_switches_to_a_sampled_softmax_above_the_configured_catalogue_size():
+    model = SequenceEncoder(20, CONFIG)
+    counts = np.arange(21, dtype=float)
+    assert make_objective("next_item", model, 0.2, item_counts=counts, sampled_softmax_above=50).name == "next_item"
+    sampled = make_objective("next_item", model, 0.2, item_counts=counts, sampled_softmax_above=19, negatives=8)
+    assert sampled.name == "next_item_sampled" and sampled.uniform == 8
+    assert torch.allclose(sampled.log_frequency.exp()[1:].sum(), torch.tensor(1.0))
+
+
+def test_sampled_softmax_learns_the_same_ranking_as_the_full_one():
+    # runs of consecutive items: the next item is always the current one + 1
+    rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
+    tokens = torch.as_tensor(rows[:, :-1][:, -CONFIG.max_len :])
+    for name in ("next_item", "next_item_sampled"):
+        model = SequenceEncoder(20, CONFIG)
+        objective = make_objective(name, model, 0.2, item_counts=np.bincount(rows.ravel(), minlength=21), negatives=4)
+        train(model, objective, rows, TrainConfig(batch_size=16, lr=5e-3), epochs=40)
+        with torch.no_grad():
+            top = model.item_logits(model.last_hidden(tokens)).argmax(1)
+        assert (top == torch.as_tensor(rows[:, -1])).float().mean() > 0.9, name
