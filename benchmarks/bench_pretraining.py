@@ -6,7 +6,8 @@
 Every arm runs `recsys bench` (the published protocol, same library code as the DAG) in its own
 process with the same fine-tuning budget (epoch cap, patience, seed); the pretraining arms add
 `--pretrain-epochs` epochs of their objective first. Prints and saves one row per arm (test
-HR@10 / NDCG@10, best epoch, seconds) and the difference each objective makes.
+HR@10 / NDCG@10, best epoch, seconds) and the difference each objective makes. Each arm's
+figures are kept in `--work` as it finishes, so an interrupted comparison resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ARMS = ("", "masked_item", "contrastive", "attribute", "masked_item+contrastive")
@@ -31,8 +31,11 @@ def run_arm(args: argparse.Namespace, objectives: str, workdir: Path) -> dict:
         command += ["--pretrain", objectives, "--pretrain-epochs", str(args.pretrain_epochs)]
     if args.attributes:
         command += ["--attributes", args.attributes]
-    print(f"--- {objectives or 'fine-tuning only'}: {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    if out.exists():
+        print(f"--- {objectives or 'fine-tuning only'}: done earlier, {out}", flush=True)
+    else:
+        print(f"--- {objectives or 'fine-tuning only'}: {' '.join(command)}", flush=True)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
@@ -45,23 +48,25 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--work", default="results/pretraining.tmp", help="per-arm figures (resume from here)")
     args = parser.parse_args()
 
     arms = ["" if a == "none" else a for a in args.arms.split(",")]
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for objectives in arms:
-            figures = run_arm(args, objectives, Path(tmp))
-            rows.append({
-                "pretraining": objectives or "none",
-                "pretrain_epochs": args.pretrain_epochs if objectives else 0,
-                "NDCG@10": figures["metrics"]["NDCG@10"], "HR@10": figures["metrics"]["HR@10"],
-                "validation_NDCG@10": figures["validation_ndcg@10"], "best_epoch": figures["best_epoch"],
-                "pretrain_seconds": figures["pretrain_seconds"], "finetune_seconds": figures["train_seconds"],
-                "finetune_sequences_per_second": figures["train_sequences_per_second"],
-                "peak_rss_mb": figures["peak_rss_mb"],
-            })
-            print(json.dumps(rows[-1]), flush=True)
+    work = Path(args.work) / f"e{args.epochs}-p{args.patience}-pre{args.pretrain_epochs}"
+    work.mkdir(parents=True, exist_ok=True)
+    for objectives in arms:
+        figures = run_arm(args, objectives, work)
+        rows.append({
+            "pretraining": objectives or "none",
+            "pretrain_epochs": args.pretrain_epochs if objectives else 0,
+            "NDCG@10": figures["metrics"]["NDCG@10"], "HR@10": figures["metrics"]["HR@10"],
+            "validation_NDCG@10": figures["validation_ndcg@10"], "best_epoch": figures["best_epoch"],
+            "pretrain_seconds": figures["pretrain_seconds"], "finetune_seconds": figures["train_seconds"],
+            "finetune_sequences_per_second": figures["train_sequences_per_second"],
+            "peak_rss_mb": figures["peak_rss_mb"],
+        })
+        print(json.dumps(rows[-1]), flush=True)
     base = next((r["NDCG@10"] for r in rows if r["pretraining"] == "none"), None)
     print(f"\n{'pretraining':<26}{'NDCG@10':>9}{'HR@10':>8}{'vs none':>9}{'best ep':>8}{'pre s':>7}{'ft s':>7}")
     for r in rows:

@@ -43,6 +43,9 @@ class TrainConfig:
     # logQ-corrected): a full one costs batch positions x items floats per step
     sampled_softmax_above: int = 50_000
     negatives: int = 1024  # uniform negatives per batch of the sampled softmax
+    # training processes (DDP through torch's distributed launcher); 0: one per visible GPU
+    # when there are several, else one. More than one on CPU uses the gloo backend.
+    processes: int = 0
 
 
 SOURCE_FORMATS = ("csv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv", "sequence")
@@ -106,6 +109,17 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> PipelineConfig:
+        """The inverse of `to_dict` (JSON lists become the tuples the dataclasses hold)."""
+
+        def build(kind: type, raw: Mapping[str, Any]) -> Any:
+            return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+        nested = {"model": ModelConfig, "train": TrainConfig, "validation": ValidationRules}
+        flat = {k: v for k, v in values.items() if k not in nested}
+        return build(cls, {**flat, **{k: build(kind, values[k]) for k, kind in nested.items()}})
 
 
 def recsys_home() -> Path:
@@ -179,6 +193,7 @@ PARAMS: dict[str, Param] = {
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
+    "processes": Param("train", int, 0, 64, "training processes (DDP); 0 = one per GPU when there are several"),
     "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from recsys_tasks.config import TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
@@ -24,9 +27,38 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto": CUDA when present (this process's GPU under the distributed launcher), else CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
+
+
+def process_group() -> tuple[int, int]:
+    """(rank, world size) of this process under torch's distributed launcher; (0, 1) alone."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def processes_for(config: TrainConfig) -> int:
+    """How many training processes to launch: as configured, else one per GPU when there are several."""
+    if config.processes:
+        return config.processes
+    gpus = torch.cuda.device_count() if config.device in ("auto", "cuda") else 0
+    return gpus if gpus > 1 else 1
+
+
+class Replicated(DistributedDataParallel):
+    """DDP that still answers the encoder's own attributes (`item_logits`, `n_items`...), so
+    objectives take it wherever they take the encoder."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
 
 
 @dataclass(frozen=True)
@@ -59,11 +91,15 @@ def train(
 
     With `checkpoints`, the training state is saved after every epoch and a restarted task
     picks up after the last saved epoch, with the same random streams as an unbroken run.
+    Under torch's distributed launcher each process trains on its share of every epoch's
+    batches and DDP averages the gradients; only rank 0 logs and saves.
     """
     device = resolve_device(config.device)
+    rank, world = process_group()
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + rank)  # masks and augmentations differ per rank
     model.to(device)
+    net = model if world == 1 else Replicated(model, device_ids=[device.index] if device.type == "cuda" else None)
     # objectives with parameters of their own (attribute heads) train alongside the encoder
     extra = list(objective.parameters()) if isinstance(objective, torch.nn.Module) else []
     if isinstance(objective, torch.nn.Module):
@@ -86,15 +122,22 @@ def train(
         result, best_state, stale = saved["result"], saved["best_state"], saved["stale"]
         first_epoch = result.epochs_run + 1
         log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
+    if world > 1 and rank == 0:
+        log.info("%s: %d processes (DDP, %s backend)", objective.name, world, dist.get_backend())
     started = time.perf_counter() - result.seconds
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         tick = time.perf_counter()
         total, batches = 0.0, 0
-        for index in length_buckets(lengths, config.batch_size, generator):
+        if world == 1:
+            order = length_buckets(lengths, config.batch_size, generator)
+        else:  # every rank cuts the epoch the same way, then takes every world-th batch
+            order = length_buckets(lengths, config.batch_size, torch.Generator().manual_seed(config.seed * 7919 + epoch))
+            order = order[rank : len(order) - len(order) % world : world]
+        for index in order:
             window = rows[index][:, -int(lengths[index].max()) :]  # (b, L) trimmed to the longest row
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = objective.loss(model, window, generator)
+                loss = objective.loss(net, window, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -115,11 +158,12 @@ def train(
         result.epochs_run = epoch
         eta = seconds * (epochs - epoch)
         val = f" val={entry['val']:.4f}" if "val" in entry else ""
-        log.info(
-            "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
-            objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
-        )
-        if checkpoints:
+        if rank == 0:
+            log.info(
+                "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
+                objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
+            )
+        if checkpoints and rank == 0:
             result.seconds = time.perf_counter() - started
             checkpoints.save({
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -127,7 +171,7 @@ def train(
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "result": result, "best_state": best_state, "stale": stale,
             })
-        if validate is not None and stale >= config.patience:
+        if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
             break
     if best_state is not None:

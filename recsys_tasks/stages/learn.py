@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 import torch
 
 from recsys_tasks import __version__
+from recsys_tasks.distributed import is_worker, launch
 from recsys_tasks.evaluation import evaluate, model_scorer
 from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.objectives import make_objective
 from recsys_tasks.prepare import Sequences, Split, item_popularity, left_padded_windows, split_for
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.ingest import PREPARED
-from recsys_tasks.training import Checkpoints, resolve_device, train, warm_start
+from recsys_tasks.training import Checkpoints, process_group, processes_for, resolve_device, train, warm_start
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
     if config.train.pretrain_epochs == 0:
         log.info("no pretrained encoder and pretrain_epochs=0: fine-tuning starts from scratch")
         return {"encoder": None, "reused": False}
+    if (processes := processes_for(config.train)) > 1 and not is_worker():
+        return launch(run.run_id, config, "pretrain", processes, sequences=sequences, item_attributes=item_attributes, force=True)
     seqs, split = load_data(run, sequences)
     model = SequenceEncoder(seqs.n_items, config.model)
     attributes = run.store.read_frame(item_attributes) if item_attributes else None
@@ -83,6 +86,8 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
         model, objective, training_windows(run, seqs, split), config.train, config.train.pretrain_epochs,
         checkpoints=checkpoints_for(run, "pretrain"),
     )
+    if process_group()[0] != 0:
+        return {}  # rank 0 saves
     key = f"encoders/{run.key}/encoder.pt"
     save_torch(run, key, {**model.cpu().checkpoint(), "item_ids": seqs.item_ids, "objective": objective.name})
     run.store.write_json(LATEST_ENCODER, {"encoder": key, "run_id": run.run_id, "history": result.history})
@@ -92,6 +97,8 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
 
 def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     config = run.config
+    if (processes := processes_for(config.train)) > 1 and not is_worker():
+        return launch(run.run_id, config, "finetune", processes, sequences=sequences, encoder=encoder)
     seqs, split = load_data(run, sequences)
     model = SequenceEncoder(seqs.n_items, config.model)
     if encoder:
@@ -112,6 +119,9 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
         model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg,
         checkpoints=checkpoints_for(run, "finetune"),
     )
+    rank, world = process_group()
+    if rank != 0:
+        return {}  # rank 0 saves
     version = model_version_for(run.run_id)
     prefix = f"models/{version}"
     save_torch(run, f"{prefix}/model.pt", {**model.cpu().checkpoint(), "item_ids": seqs.item_ids})
@@ -126,8 +136,12 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
         "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
         "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
+        "training_processes": world, "device": str(device),
     }
     run.store.write_json(f"{prefix}/lineage.json", lineage)
     run.record("trained", model_version=version)
     log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
-    return {"model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score}
+    return {
+        "model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score,
+        "training_processes": world,
+    }
