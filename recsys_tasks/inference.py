@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsys_tasks.evaluation import Scorer, exclude_seen, popularity_scorer
+from recsys_tasks.evaluation import ScoreBuffer, Scorer, exclude_seen, popularity_scorer
 from recsys_tasks.prepare import Sequences
 
 
 def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> Scorer:
     """Scores from precomputed embeddings: users (U, D) against items (n_items + 1, D), row 0 padding."""
+    buffer = ScoreBuffer()
 
     def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
-        scores = user_vectors[torch.as_tensor(users)] @ item_vectors.T  # (B, n_items + 1)
+        out = buffer.get(len(users), len(item_vectors), item_vectors.device)
+        scores = torch.matmul(user_vectors[torch.as_tensor(users)], item_vectors.T, out=out)  # (B, n_items + 1)
         scores[:, 0] = float("-inf")
         return scores
 

@@ -59,9 +59,11 @@ class SequenceEncoder(nn.Module):
         mask = blocked.repeat_interleave(self.config.n_heads, dim=0)  # (B * H, T, T)
         return self.norm(self.blocks(x, mask=mask))
 
-    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden (..., D) -> scores over tokens (..., n_items + 1); padding scores -inf."""
-        logits = hidden @ self.item_embedding.weight[: self.n_items + 1].T
+    def item_logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """hidden (..., D) -> scores over tokens (..., n_items + 1); padding scores -inf.
+        `out`: where to write them (inference only: no gradient flows through it)."""
+        weight = self.item_embedding.weight[: self.n_items + 1]
+        logits = hidden @ weight.T if out is None else torch.matmul(hidden, weight.T, out=out)
         logits[..., PAD] = float("-inf")
         return logits
 
