@@ -126,3 +126,9 @@ def test_a_writer_killed_mid_load_leaves_the_previous_run_and_the_next_run_succe
 
     results_db.publish_recommendations(engine, tables, "run-2", big_run(2_000, tag="b"), 5)
     assert [tuple(r)[:2] for r in snapshot(engine, tables)] == [("run-2", 20_000)]
+    if url.startswith("postgresql"):  # the killed load's staging table died with its transaction
+        with engine.connect() as conn:
+            staging = conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND right(tablename, 5) = '_load'"
+            ).scalar()
+        assert staging == 0
