@@ -54,7 +54,7 @@ def run_benchmark(
 
     model = SequenceEncoder(seqs.n_items, model_config)
     if encoder is not None:
-        warm_start(model, encoder, seqs.item_ids, seqs.item_ids)
+        warm_start(model, encoder, seqs.item_ids, seqs.item_ids, train_config.warm_start)
 
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]

@@ -90,6 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     train = dataclasses.replace(
         BENCH_TRAIN, epochs=args.epochs, patience=args.patience, pretrain_epochs=args.pretrain_epochs, seed=args.seed,
+        warm_start=args.warm_start,
     )
     objectives = tuple(o for o in args.pretrain.replace(",", "+").split("+") if o)
     figures = run_benchmark(args.data, args.attributes, BENCH_MODEL, train, objectives)
@@ -162,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=200, help="fine-tuning upper bound")
     bench.add_argument("--patience", type=int, default=10)
     bench.add_argument("--seed", type=int, default=42)
+    bench.add_argument("--warm-start", default="all", choices=["all", "embeddings"], help="what fine-tuning takes from pretraining")
     bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")

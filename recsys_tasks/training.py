@@ -193,14 +193,22 @@ def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Gene
     return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
 
 
-def warm_start(model: SequenceEncoder, encoder: dict, item_ids: list[str], encoder_item_ids: list[str]) -> int:
+def warm_start(
+    model: SequenceEncoder, encoder: dict, item_ids: list[str], encoder_item_ids: list[str], transfer: str = "all",
+) -> int:
     """Copy a pretrained encoder into `model`, matching item embeddings by source item id.
 
     The catalogue may have grown since pretraining: known items keep their pretrained row,
-    new items keep their fresh initialisation. Returns how many items were matched.
+    new items keep their fresh initialisation. `transfer="embeddings"` takes the item and
+    position embeddings only and leaves the Transformer blocks fresh. Returns how many items
+    were matched.
     """
+    if transfer not in ("all", "embeddings"):
+        raise ValueError(f"unknown warm-start transfer {transfer!r}: 'all' or 'embeddings'")
     state = dict(encoder["state_dict"])
     pretrained = state.pop("item_embedding.weight")
+    if transfer == "embeddings":
+        state = {k: v for k, v in state.items() if k.startswith("position_embedding.")}
     model.load_state_dict(state, strict=False)
     index = {item: token for token, item in enumerate(encoder_item_ids, start=1)}
     matched = [(token, index[item]) for token, item in enumerate(item_ids, start=1) if item in index]

@@ -103,7 +103,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     model = SequenceEncoder(seqs.n_items, config.model)
     if encoder:
         pretrained = load_torch(run, encoder)
-        matched = warm_start(model, pretrained, seqs.item_ids, pretrained["item_ids"])
+        matched = warm_start(model, pretrained, seqs.item_ids, pretrained["item_ids"], config.train.warm_start)
         log.info("warm start from %s: %d of %d items had pretrained embeddings", encoder, matched, seqs.n_items)
     device = resolve_device(config.train.device)
 
