@@ -98,7 +98,7 @@ class PipelineConfig:
     gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
     gate_max_regression: float = 0.02  # candidate may trail production by at most this share
     # share of the published top-K a candidate may replace, over a sample of users (1.0: no bound);
-    # retraining on a day's new data replaces a third to two thirds; more hints at a broken model or mapping
+    # replacing nearly all of it at once usually means a broken model or item-id mapping, not a better model
     gate_max_churn: float = 0.9
     churn_sample_users: int = 2000
     ease_max_items: int = 5000  # EASE baseline only below this catalogue size (it inverts an n x n matrix)
