@@ -33,6 +33,7 @@ def ranking_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (5, 10, 20)) -> dic
     out: dict[str, float] = {}
     for k in ks:
         out[f"HR@{k}"] = hit_rate_at_k(ranks, k)
+        out[f"Recall@{k}"] = out[f"HR@{k}"]  # one relevant item per user: the same number, named for both habits
         out[f"NDCG@{k}"] = ndcg_at_k(ranks, k)
     out["MRR"] = mrr(ranks)
     return out

@@ -26,7 +26,7 @@ def test_ndcg_hand_computed():
 def test_mrr_and_bundle():
     assert mrr(np.array([0, 1, 3])) == pytest.approx((1 + 0.5 + 0.25) / 3)
     out = ranking_metrics(np.array([0, 9]), ks=(10,))
-    assert out["HR@10"] == 1.0 and set(out) == {"HR@10", "NDCG@10", "MRR"}
+    assert out["HR@10"] == out["Recall@10"] == 1.0 and set(out) == {"HR@10", "Recall@10", "NDCG@10", "MRR"}
 
 
 def test_ranking_excludes_seen_items_and_counts_ties_against_the_target():
