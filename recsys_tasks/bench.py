@@ -18,7 +18,7 @@ import torch
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.evaluation import evaluate, model_scorer, popularity_scorer
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.objectives import make_objective
+from recsys_tasks.objectives import finetune_objective, make_objective
 from recsys_tasks.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
 from recsys_tasks.sources import read_interactions, read_item_attributes
 from recsys_tasks.training import resolve_device, train, warm_start
@@ -59,10 +59,7 @@ def run_benchmark(
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    objective = make_objective(
-        "next_item", model, train_config.mask_prob, item_counts=item_popularity(seqs, split),
-        sampled_softmax_above=train_config.sampled_softmax_above, negatives=train_config.negatives,
-    )
+    objective = finetune_objective(model, train_config, item_popularity(seqs, split))
     result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg)
     test_end = split.train_end + 1
     with torch.no_grad():

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Any
 
-from recsys_tasks.config import PARAMS, config_from_env, with_params
+from recsys_tasks.config import PARAMS, WARM_START, config_from_env, with_params
 from recsys_tasks.errors import RecsysError
 
 
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, default=200, help="fine-tuning upper bound")
     bench.add_argument("--patience", type=int, default=10)
     bench.add_argument("--seed", type=int, default=42)
-    bench.add_argument("--warm-start", default="all", choices=["all", "embeddings"], help="what fine-tuning takes from pretraining")
+    bench.add_argument("--warm-start", default="all", choices=WARM_START, help="what fine-tuning takes from pretraining")
     bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")

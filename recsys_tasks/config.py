@@ -43,12 +43,13 @@ class TrainConfig:
     # logQ-corrected): a full one costs batch positions x items floats per step
     sampled_softmax_above: int = 50_000
     negatives: int = 1024  # uniform negatives per batch of the sampled softmax
-    warm_start: str = "all"  # what fine-tuning takes from the pretrained encoder: "all" or "embeddings"
+    warm_start: str = "all"  # what fine-tuning takes from the pretrained encoder: one of WARM_START
     # training processes (DDP through torch's distributed launcher); 0: one per visible GPU
     # when there are several, else one. More than one on CPU uses the gloo backend.
     processes: int = 0
 
 
+WARM_START = ("all", "embeddings")  # the whole encoder, or its item and position embeddings only
 SOURCE_FORMATS = ("csv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv", "sequence")
 DEFAULT_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "interaction")
 
@@ -194,7 +195,7 @@ PARAMS: dict[str, Param] = {
     "batch_size": Param("train", int, 1, 65536, "training batch size"),
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
-    "warm_start": Param("train", str, help="what fine-tuning takes from the encoder", choices=("all", "embeddings")),
+    "warm_start": Param("train", str, help="what fine-tuning takes from the encoder", choices=WARM_START),
     "processes": Param("train", int, 0, 64, "training processes (DDP); 0 = one per GPU when there are several"),
     "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),

@@ -181,12 +181,13 @@ def remapped_scorer(model: SequenceEncoder, model_item_ids: list[str], seqs: Seq
         to_model[token] = index.get(item, 0)
     known = np.flatnonzero(to_model)
     known_t, model_t = torch.as_tensor(known), torch.as_tensor(to_model[known])
+    buffer = ScoreBuffer()
 
     def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
         windows = to_model[left_padded_windows(seqs.items, starts, ends, model.config.max_len)]
         with torch.no_grad():
             logits = model.item_logits(model.last_hidden(torch.as_tensor(windows, device=device))).float().cpu()
-        out = torch.full((len(users), seqs.n_items + 1), float("-inf"))
+        out = buffer.get(len(users), seqs.n_items + 1, torch.device("cpu")).fill_(float("-inf"))
         out[:, known_t] = logits[:, model_t]
         return out
 

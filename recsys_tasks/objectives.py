@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys_tasks.config import TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
 
 
@@ -40,12 +41,17 @@ class Objective(Protocol):
         ...
 
 
-def full_softmax_loss(model: SequenceEncoder, batch: Batch, causal: bool) -> torch.Tensor:
-    """Cross-entropy over the whole catalogue at every position that has a target."""
+def target_states(model: SequenceEncoder, batch: Batch, causal: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states (N, D) and targets (N,) of the N positions that have a target."""
     hidden = model(batch.inputs, causal=causal)  # (B, T, D)
     has_target = batch.targets != PAD
-    logits = model.item_logits(hidden[has_target])  # (N, n_items + 1), N = positions with a target
-    return F.cross_entropy(logits, batch.targets[has_target])
+    return hidden[has_target], batch.targets[has_target]
+
+
+def full_softmax_loss(model: SequenceEncoder, batch: Batch, causal: bool) -> torch.Tensor:
+    """Cross-entropy over the whole catalogue at every position that has a target."""
+    hidden, targets = target_states(model, batch, causal)
+    return F.cross_entropy(model.item_logits(hidden), targets)  # logits (N, n_items + 1)
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,7 @@ class SampledNextItem(NextItem):
     name: str = "next_item_sampled"
 
     def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        batch = self.make_batch(sequences, generator).to(_device(model))
-        hidden = model(batch.inputs, causal=self.causal)
-        has_target = batch.targets != PAD
-        hidden, targets = hidden[has_target], batch.targets[has_target]  # (N, D), (N,)
+        hidden, targets = target_states(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
         n = model.n_items
         in_batch = torch.unique(targets)  # sorted
         uniform = torch.randint(1, n + 1, (self.uniform,), generator=generator).to(targets.device)
@@ -257,3 +260,12 @@ def make_objective(
         matrix = attribute_matrix(attributes, item_ids, model.n_items + 2)
         return AttributePrediction(matrix, model.mask_token, mask_prob, model.config.d_model)
     raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVE_NAMES)}")
+
+
+def finetune_objective(model: SequenceEncoder, config: TrainConfig, item_counts: np.ndarray) -> Objective:
+    """Next-item prediction as fine-tuning is configured: a full softmax, or a sampled one above
+    `config.sampled_softmax_above` items (the DAG and `recsys bench` both take it from here)."""
+    return make_objective(
+        "next_item", model, config.mask_prob, item_counts=item_counts,
+        sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives,
+    )

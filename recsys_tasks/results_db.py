@@ -3,7 +3,7 @@
 Publishing a run is one transaction: its rows are (re)written, the pointer row behind the
 `recommendations_current` view is switched to it, and the transaction commits. A crash or a
 kill before COMMIT leaves the previous run in place; re-publishing the same run replaces its
-rows. Runs beyond the retention limit are then dropped.
+rows. Runs beyond the retention limit are then dropped, in a transaction of their own.
 
 PostgreSQL: the results table is partitioned by run. A run is COPYed into a staging table of
 its own, indexed, and attached as its partition in the switch transaction; retiring a run
@@ -340,19 +340,17 @@ def publish_recommendations(
             "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
         ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
         conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
-        if not postgres:
-            retired = _retire_old_runs(conn, tables, run_id, retain_runs)
     log.info("published %d rows of run %s; readers of %s now see it", written, run_id, tables.view)
-    if postgres:
-        # after the switch, in a transaction of its own: dropping a partition waits for readers
-        # of the old runs, and must not hold up the switch (it is retried by the next publish)
-        try:
-            with engine.begin() as conn:
+    # after the switch, in a transaction of its own: retiring waits for readers of the old runs
+    # (dropping a partition locks it) and must not hold up the switch; the next publish retries
+    try:
+        with engine.begin() as conn:
+            if postgres:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
-                retired = _retire_old_runs(conn, tables, run_id, retain_runs)
-        except sa.exc.OperationalError as error:
-            log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
-            retired = []
+            retired = _retire_old_runs(conn, tables, run_id, retain_runs)
+    except sa.exc.OperationalError as error:
+        log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
+        retired = []
     return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired}
 
 

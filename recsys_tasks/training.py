@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from recsys_tasks.config import TrainConfig
+from recsys_tasks.config import WARM_START, TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
 from recsys_tasks.objectives import Objective
 
@@ -203,8 +203,8 @@ def warm_start(
     position embeddings only and leaves the Transformer blocks fresh. Returns how many items
     were matched.
     """
-    if transfer not in ("all", "embeddings"):
-        raise ValueError(f"unknown warm-start transfer {transfer!r}: 'all' or 'embeddings'")
+    if transfer not in WARM_START:
+        raise ValueError(f"unknown warm-start transfer {transfer!r}: one of {', '.join(WARM_START)}")
     state = dict(encoder["state_dict"])
     pretrained = state.pop("item_embedding.weight")
     if transfer == "embeddings":

@@ -40,21 +40,25 @@ class RunContext:
     def engine(self) -> sa.Engine:
         return results_db.make_engine(self.config.db_url)
 
+    @cached_property
+    def db(self) -> sa.Engine:
+        """The results database with its tables and view in place (the DDL runs once per context)."""
+        results_db.apply_schema(self.engine, self.tables)
+        return self.engine
+
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
         """Record the stage's duration and outcome in the stage table, whatever happens."""
-        results_db.apply_schema(self.engine, self.tables)
         started, tick = results_db.utcnow(), time.perf_counter()
-        results_db.record_stage(self.engine, self.tables, self.run_id, stage, "running", started, None)
+        results_db.record_stage(self.db, self.tables, self.run_id, stage, "running", started, None)
         status = "failed"
         try:
             yield
             status = "success"
         finally:
             seconds = round(time.perf_counter() - tick, 3)
-            results_db.record_stage(self.engine, self.tables, self.run_id, stage, status, started, seconds)
+            results_db.record_stage(self.db, self.tables, self.run_id, stage, status, started, seconds)
 
     def record(self, status: str, **fields: object) -> None:
         """Update this run's row in the run table (created on first use)."""
-        results_db.apply_schema(self.engine, self.tables)
-        results_db.record_run(self.engine, self.tables, self.run_id, status, **fields)
+        results_db.record_run(self.db, self.tables, self.run_id, status, **fields)

@@ -82,8 +82,7 @@ def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> 
     """The candidate's top-K for a sample of users against what `recommendations_current`
     shows them now: overlap, churn and coverage change. None before the first publish."""
     config = run.config
-    results_db.apply_schema(run.engine, run.tables)
-    if results_db.current_run_id(run.engine, run.tables) is None:
+    if results_db.current_run_id(run.db, run.tables) is None:
         return None
     rng = np.random.default_rng(config.train.seed)
     sample = np.sort(rng.choice(seqs.n_users, min(config.churn_sample_users, seqs.n_users), replace=False))

@@ -18,7 +18,7 @@ from recsys_tasks import __version__
 from recsys_tasks.distributed import is_worker, launch
 from recsys_tasks.evaluation import evaluate, model_scorer
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.objectives import make_objective
+from recsys_tasks.objectives import finetune_objective, make_objective
 from recsys_tasks.prepare import Sequences, Split, item_popularity, left_padded_windows, split_for
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.ingest import PREPARED
@@ -110,10 +110,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    objective = make_objective(
-        "next_item", model, config.train.mask_prob, item_counts=item_popularity(seqs, split),
-        sampled_softmax_above=config.train.sampled_softmax_above, negatives=config.train.negatives,
-    )
+    objective = finetune_objective(model, config.train, item_popularity(seqs, split))
     log.info("fine-tuning objective: %s over %d items", objective.name, seqs.n_items)
     result = train(
         model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg,

@@ -18,6 +18,7 @@ from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
 
+
 def production_model(run: RunContext) -> dict:
     """The production version, for runs that serve it instead of a new candidate."""
     version = registry.production_version(run.store)
@@ -75,8 +76,7 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
 
 def mark_failed(run: RunContext, message: str) -> None:
     """Record a crash in the run table unless the run already ended with its own verdict."""
-    results_db.apply_schema(run.engine, run.tables)
-    current = results_db.get_run(run.engine, run.tables, run.run_id)
+    current = results_db.get_run(run.db, run.tables, run.run_id)
     if current and current["status"] in {"failed_validation", "rejected", "published"}:
         return
     run.record("failed", message=message[:2000])
