@@ -38,8 +38,8 @@ from recsys_tasks.airflow_adapter import (
 )
 def recsys_nightly():
     @task(queue=GPU_QUEUE, pool=GPU_POOL)
-    def finetune(prepared: dict, encoder: dict) -> dict:
-        return call("finetune", prepared["sequences"], encoder["encoder"])
+    def finetune(extracted: dict, prepared: dict, encoder: dict) -> dict:
+        return call("finetune", prepared["sequences"], encoder["encoder"], extracted["item_attributes"])
 
     @task
     def evaluate(prepared: dict, trained: dict) -> dict:
@@ -51,7 +51,7 @@ def recsys_nightly():
 
     extracted, prepared = ingest_tasks()
     encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
-    trained = finetune(prepared, encoder)
+    trained = finetune(extracted, prepared, encoder)
     blessed = gate(trained, evaluate(prepared, trained))
     serve_tasks(prepared, trained, after=blessed)
 

@@ -2,8 +2,8 @@
 ### Weekly encoder pretraining
 
 Rebuilds the shared sequence encoder with the self-supervised objectives in
-`pretrain_objectives` (masked items by default; `contrastive` and, with item attributes,
-`attribute` can be added): **extract** -> **validate** -> **prepare** -> **pretrain**.
+`pretrain_objectives` (`contrastive` by default; with item attributes, `contrastive+attribute`;
+`masked_item` is there too): **extract** -> **validate** -> **prepare** -> **pretrain**.
 The new encoder becomes `encoders/LATEST.json`, which every nightly run warm-starts from.
 Runs on Sundays at 01:00 UTC, or on demand from the UI with the same params as the nightly.
 """

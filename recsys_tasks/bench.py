@@ -59,7 +59,7 @@ def run_benchmark(
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    objective = finetune_objective(model, train_config, item_popularity(seqs, split))
+    objective = finetune_objective(model, train_config, item_popularity(seqs, split), attribute_rows, seqs.item_ids)
     result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg)
     test_end = split.train_end + 1
     with torch.no_grad():

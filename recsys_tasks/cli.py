@@ -90,7 +90,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     train = dataclasses.replace(
         BENCH_TRAIN, epochs=args.epochs, patience=args.patience, pretrain_epochs=args.pretrain_epochs, seed=args.seed,
-        warm_start=args.warm_start,
+        warm_start=args.warm_start, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
     )
     objectives = tuple(o for o in args.pretrain.replace(",", "+").split("+") if o)
     figures = run_benchmark(args.data, args.attributes, BENCH_MODEL, train, objectives)
@@ -158,12 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", required=True, help="e.g. ../shared/datasets/Beauty.txt")
     bench.add_argument("--attributes", help="item attributes JSON (for the attribute objective)")
     bench.add_argument("--out", required=True, help="where the figures go (JSON)")
-    bench.add_argument("--pretrain", default="", help="pretraining objectives, e.g. masked_item+contrastive")
+    bench.add_argument("--pretrain", default="", help="pretraining objectives, e.g. contrastive+attribute")
     bench.add_argument("--pretrain-epochs", type=int, default=0)
     bench.add_argument("--epochs", type=int, default=200, help="fine-tuning upper bound")
     bench.add_argument("--patience", type=int, default=10)
     bench.add_argument("--seed", type=int, default=42)
     bench.add_argument("--warm-start", default="all", choices=WARM_START, help="what fine-tuning takes from pretraining")
+    bench.add_argument("--auxiliary", default="", help="self-supervised objectives kept on while fine-tuning, e.g. contrastive")
+    bench.add_argument("--auxiliary-weight", type=float, default=0.1)
     bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")

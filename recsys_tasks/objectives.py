@@ -179,8 +179,15 @@ class Contrastive:
 
 
 class AttributePrediction(nn.Module):
-    """S3-Rec-style attribute objective: from a masked position, predict the hidden item's
-    attributes (multi-label). The attribute embeddings are this objective's own parameters."""
+    """S3-Rec-style attribute objectives, multi-label over the item's attributes:
+    from a masked position, predict the hidden item's attributes (MAP), and from an item's own
+    embedding, predict its attributes (AAP; through a bilinear map, as in S3-Rec). The second
+    one reaches the item embeddings directly, which score items in every objective, so items
+    sharing brand or category move together even when few users saw them.
+
+    Each position's loss is summed over attributes (a mean over ~1,000 mostly-absent attributes
+    would leave the objective almost no weight beside the others); attribute embeddings, biases
+    and the bilinear map are this objective's own parameters."""
 
     name = "attribute"
 
@@ -188,28 +195,40 @@ class AttributePrediction(nn.Module):
         super().__init__()
         self.register_buffer("item_attributes", item_attributes.float())  # (n_items + 2, n_attributes) multi-hot
         self.masking = MaskedItem(mask_token=mask_token, mask_prob=mask_prob)
-        self.attribute_embedding = nn.Embedding(item_attributes.shape[1], d_model)
+        n_attributes = item_attributes.shape[1]
+        self.attribute_embedding = nn.Embedding(n_attributes, d_model)
         nn.init.normal_(self.attribute_embedding.weight, std=0.02)
+        share = self.item_attributes[1:-1].mean(0).clamp(1e-4, 1 - 1e-4)  # start from each attribute's base rate
+        self.attribute_bias = nn.Parameter(torch.log(share / (1 - share)))
+        self.associate = nn.Linear(d_model, d_model, bias=False)
+
+    def _bce(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        logits = states @ self.attribute_embedding.weight.T + self.attribute_bias  # (N, n_attributes)
+        loss = F.binary_cross_entropy_with_logits(logits, self.item_attributes[tokens], reduction="sum")
+        return loss / max(len(tokens), 1)
 
     def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         batch = self.masking.make_batch(sequences, generator).to(_device(model))
         hidden = model(batch.inputs, causal=False)  # (B, T, D)
         has_target = batch.targets != PAD
-        logits = hidden[has_target] @ self.attribute_embedding.weight.T  # (N, n_attributes)
-        return F.binary_cross_entropy_with_logits(logits, self.item_attributes[batch.targets[has_target]])
+        masked = self._bce(hidden[has_target], batch.targets[has_target])
+        items = torch.unique(sequences[sequences != PAD]).to(batch.inputs.device)  # every item of the batch
+        associated = self._bce(self.associate(model.item_embedding(items)), items)
+        return masked + associated
 
 
 class Combined(nn.Module):
-    """Several objectives trained together: the sum of their losses."""
+    """Several objectives trained together: the weighted sum of their losses (weights 1 by default)."""
 
-    def __init__(self, parts: list[Objective]):
+    def __init__(self, parts: list[Objective], weights: list[float] | None = None):
         super().__init__()
         self.parts = parts
+        self.weights = weights or [1.0] * len(parts)
         self.modules_ = nn.ModuleList([p for p in parts if isinstance(p, nn.Module)])
-        self.name = "+".join(p.name for p in parts)
+        self.name = "+".join(p.name if w == 1.0 else f"{w:g}*{p.name}" for p, w in zip(parts, self.weights, strict=True))
 
     def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return sum(part.loss(model, sequences, generator) for part in self.parts)
+        return sum(w * part.loss(model, sequences, generator) for part, w in zip(self.parts, self.weights, strict=True))
 
 
 def attribute_matrix(rows: pd.DataFrame, item_ids: list[str], n_tokens: int) -> torch.Tensor:
@@ -262,10 +281,19 @@ def make_objective(
     raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVE_NAMES)}")
 
 
-def finetune_objective(model: SequenceEncoder, config: TrainConfig, item_counts: np.ndarray) -> Objective:
+def finetune_objective(
+    model: SequenceEncoder, config: TrainConfig, item_counts: np.ndarray,
+    attributes: pd.DataFrame | None = None, item_ids: list[str] | None = None,
+) -> Objective:
     """Next-item prediction as fine-tuning is configured: a full softmax, or a sampled one above
-    `config.sampled_softmax_above` items (the DAG and `recsys bench` both take it from here)."""
-    return make_objective(
+    `config.sampled_softmax_above` items; plus `config.auxiliary` (self-supervised objectives
+    kept on while fine-tuning, weighted by `config.auxiliary_weight`), as in CL4SRec.
+    The DAG and `recsys bench` both take it from here."""
+    main = make_objective(
         "next_item", model, config.mask_prob, item_counts=item_counts,
         sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives,
     )
+    if config.auxiliary in ("", "none"):
+        return main
+    auxiliary = make_objective(config.auxiliary, model, config.mask_prob, attributes, item_ids)
+    return Combined([main, auxiliary], [1.0, config.auxiliary_weight])

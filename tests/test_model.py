@@ -8,7 +8,7 @@ import torch
 
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import OBJECTIVE_NAMES, make_objective
+from recsys_tasks.objectives import OBJECTIVE_NAMES, finetune_objective, make_objective
 from recsys_tasks.training import train, warm_start
 
 CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)
@@ -158,3 +158,34 @@ def test_sampled_softmax_learns_the_same_ranking_as_the_full_one():
         with torch.no_grad():
             top = model.item_logits(model.last_hidden(tokens)).argmax(1)
         assert (top == torch.as_tensor(rows[:, -1])).float().mean() > 0.9, name
+
+
+def test_fine_tuning_keeps_configured_self_supervised_objectives_as_weighted_auxiliary_losses():
+    model = SequenceEncoder(20, CONFIG)
+    counts = np.ones(21)
+    plain = finetune_objective(model, TrainConfig(), counts)
+    assert plain.name == "next_item"
+    config = TrainConfig(auxiliary="contrastive+attribute", auxiliary_weight=0.25)
+    objective = finetune_objective(model, config, counts, ATTRIBUTES, ITEM_IDS)
+    assert objective.name == "next_item+0.25*contrastive+attribute"
+    batch, seed = torch.as_tensor(sequences()), 3
+    total = objective.loss(model.eval(), batch, torch.Generator().manual_seed(seed))
+    main = plain.loss(model, batch, torch.Generator().manual_seed(seed))
+    auxiliary = objective.parts[1].loss(model, batch, torch.Generator().manual_seed(seed))  # same draws: main uses none
+    assert torch.allclose(total, main + 0.25 * auxiliary)
+    result = train(model, objective, sequences(), TrainConfig(batch_size=8, lr=5e-3), epochs=3)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    with pytest.raises(ValueError, match="needs item attributes"):
+        finetune_objective(model, TrainConfig(auxiliary="attribute"), counts)
+
+
+def test_the_attribute_objective_teaches_item_embeddings_their_attributes():
+    model = SequenceEncoder(20, CONFIG)
+    objective = objective_for("attribute", model)
+    train(model, objective, sequences(n_users=64), TrainConfig(batch_size=16, lr=1e-2), epochs=30)
+    with torch.no_grad():
+        states = objective.associate(model.item_embedding.weight[1:21])
+        logits = states @ objective.attribute_embedding.weight.T + objective.attribute_bias  # (20, 7)
+    top_two = logits.topk(2, dim=1).indices
+    truth = objective.item_attributes[1:21]
+    assert truth.gather(1, top_two).mean() > 0.9  # each item's brand and category, read off its embedding

@@ -1,4 +1,4 @@
-"""Learning: masked-item pretraining of the encoder, then next-item fine-tuning.
+"""Learning: self-supervised pretraining of the encoder, then next-item fine-tuning.
 
 Pretrained encoders are shared across runs (`encoders/LATEST.json` names the newest); the
 nightly run reuses it and pretrains inline only when none exists or `force_pretrain` is set.
@@ -95,10 +95,12 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
     return {"encoder": key, "reused": False, "seconds": round(result.seconds, 2)}
 
 
-def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
+def finetune(run: RunContext, sequences: str, encoder: str | None, item_attributes: str | None = None) -> dict:
     config = run.config
     if (processes := processes_for(config.train)) > 1 and not is_worker():
-        return launch(run.run_id, config, "finetune", processes, sequences=sequences, encoder=encoder)
+        return launch(
+            run.run_id, config, "finetune", processes, sequences=sequences, encoder=encoder, item_attributes=item_attributes,
+        )
     seqs, split = load_data(run, sequences)
     model = SequenceEncoder(seqs.n_items, config.model)
     if encoder:
@@ -110,7 +112,8 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    objective = finetune_objective(model, config.train, item_popularity(seqs, split))
+    attributes = run.store.read_frame(item_attributes) if item_attributes and config.train.auxiliary else None
+    objective = finetune_objective(model, config.train, item_popularity(seqs, split), attributes, seqs.item_ids)
     log.info("fine-tuning objective: %s over %d items", objective.name, seqs.n_items)
     result = train(
         model, objective, training_windows(run, seqs, split), config.train, config.train.epochs, validation_ndcg,
@@ -133,7 +136,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None) -> dict:
         "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
         "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
-        "training_processes": world, "device": str(device),
+        "training_processes": world, "device": str(device), "objective": objective.name,
     }
     run.store.write_json(f"{prefix}/lineage.json", lineage)
     run.record("trained", model_version=version)
