@@ -10,10 +10,11 @@ arms add `--pretrain-epochs` epochs of their objective first. An arm is `PRETRAI
 `none`, `contrastive+attribute`, `none/contrastive` (fine-tuning with a contrastive auxiliary
 loss, no pretraining), `contrastive+attribute/contrastive` (both).
 
-Prints and saves one row per arm and seed (test HR@10 / NDCG@10, best epoch, seconds), then each
-arm's mean over seeds, its change against `none` and the spread between seeds (the noise a
-difference has to beat). `--jobs N` runs N arms at once, each on its share of the cores. Each
-run's figures are kept in `--work` as it finishes, so an interrupted comparison resumes there.
+Prints and saves one row per arm and seed (test HR@10 / NDCG@10, best epoch, seconds; runs of
+the same arms with other seeds found in `--work` count too), then each arm's mean over seeds,
+its change against `none` and the spread between seeds (the noise a difference has to beat).
+`--jobs N` runs N arms at once, each on its share of the cores. Each run's figures are kept in
+`--work` as it finishes, so an interrupted comparison resumes there.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ from pathlib import Path
 ARMS = ("none", "masked_item", "contrastive", "attribute", "contrastive+attribute", "none/contrastive")
 
 
+def figures_file(workdir: Path, arm: str, seed: int) -> Path:
+    return workdir / f"{arm.replace('/', '__')}-seed{seed}.json"
+
+
 def run_arm(args: argparse.Namespace, arm: str, seed: int, workdir: Path) -> dict:
     objectives, _, auxiliary = arm.partition("/")
-    out = workdir / f"{arm.replace('/', '__')}-seed{seed}.json"
+    out = figures_file(workdir, arm, seed)
     command = [
         sys.executable, "-m", "recsys_tasks.cli", "bench", "--data", args.data, "--out", str(out),
         "--epochs", str(args.epochs), "--patience", str(args.patience), "--seed", str(seed),
@@ -49,16 +54,19 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, workdir: Path) -> dic
         print(f"--- {arm}, seed {seed}: {' '.join(command)}", flush=True)
         threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": threads})
-    figures = json.loads(out.read_text())
-    row = {
-        "arm": arm, "seed": seed, "pretrain_epochs": args.pretrain_epochs if objectives != "none" else 0,
+    row = figures_row(json.loads(out.read_text()), arm, seed, args.pretrain_epochs if objectives != "none" else 0)
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def figures_row(figures: dict, arm: str, seed: int, pretrain_epochs: int) -> dict:
+    return {
+        "arm": arm, "seed": seed, "pretrain_epochs": pretrain_epochs,
         "NDCG@10": figures["metrics"]["NDCG@10"], "HR@10": figures["metrics"]["HR@10"],
         "validation_NDCG@10": figures["validation_ndcg@10"], "best_epoch": figures["best_epoch"],
         "pretrain_seconds": figures["pretrain_seconds"], "finetune_seconds": figures["train_seconds"],
         "finetune_sequences_per_second": figures["train_sequences_per_second"], "peak_rss_mb": figures["peak_rss_mb"],
     }
-    print(json.dumps(row), flush=True)
-    return row
 
 
 def summarise(rows: list[dict], arms: list[str]) -> list[dict]:
@@ -100,6 +108,12 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda job: run_arm(args, *job, work), [(a, s) for s in seeds for a in arms]))
+    for arm in arms:  # runs of these arms with other seeds, kept from earlier invocations, count too
+        for path in sorted(work.glob(f"{arm.replace('/', '__')}-seed*.json")):
+            seed = int(path.stem.rsplit("-seed", 1)[1])
+            if seed not in seeds:
+                pretrain_epochs = args.pretrain_epochs if not arm.startswith("none") else 0
+                rows.append(figures_row(json.loads(path.read_text()), arm, seed, pretrain_epochs))
     summary = summarise(rows, arms)
     spread = max((s["NDCG@10_range"][1] - s["NDCG@10_range"][0] for s in summary), default=0.0)
     print(f"\n{'pretraining[/auxiliary]':<36}{'NDCG@10':>9}{'HR@10':>8}{'vs none':>9}{'seeds range':>18}{'s/run':>7}")
@@ -110,7 +124,7 @@ def main() -> None:
     print(f"largest spread between seeds of one arm: {spread:.4f} NDCG@10")
     budget = {
         "finetune_epoch_cap": args.epochs, "patience": args.patience, "pretrain_epochs": args.pretrain_epochs,
-        "auxiliary_weight": args.auxiliary_weight, "seeds": seeds,
+        "auxiliary_weight": args.auxiliary_weight, "seeds": sorted({r["seed"] for r in rows}),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"data": args.data, "budget": budget, "summary": summary, "seed_spread_NDCG@10": round(spread, 4), "runs": rows}
