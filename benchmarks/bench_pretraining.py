@@ -31,7 +31,8 @@ from pathlib import Path
 ARMS = ("none", "masked_item", "contrastive", "attribute", "contrastive+attribute", "none/contrastive")
 
 
-def figures_file(workdir: Path, arm: str, seed: int) -> Path:
+def figures_file(workdir: Path, arm: str, seed: int | str) -> Path:
+    """Where one run of an arm keeps its figures (`seed="*"`: a glob over its seeds)."""
     return workdir / f"{arm.replace('/', '__')}-seed{seed}.json"
 
 
@@ -54,14 +55,15 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, workdir: Path) -> dic
         print(f"--- {arm}, seed {seed}: {' '.join(command)}", flush=True)
         threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": threads})
-    row = figures_row(json.loads(out.read_text()), arm, seed, args.pretrain_epochs if objectives != "none" else 0)
+    row = figures_row(args, json.loads(out.read_text()), arm, seed)
     print(json.dumps(row), flush=True)
     return row
 
 
-def figures_row(figures: dict, arm: str, seed: int, pretrain_epochs: int) -> dict:
+def figures_row(args: argparse.Namespace, figures: dict, arm: str, seed: int) -> dict:
+    pretrained = arm.partition("/")[0] != "none"
     return {
-        "arm": arm, "seed": seed, "pretrain_epochs": pretrain_epochs,
+        "arm": arm, "seed": seed, "pretrain_epochs": args.pretrain_epochs if pretrained else 0,
         "NDCG@10": figures["metrics"]["NDCG@10"], "HR@10": figures["metrics"]["HR@10"],
         "validation_NDCG@10": figures["validation_ndcg@10"], "best_epoch": figures["best_epoch"],
         "pretrain_seconds": figures["pretrain_seconds"], "finetune_seconds": figures["train_seconds"],
@@ -109,11 +111,10 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda job: run_arm(args, *job, work), [(a, s) for s in seeds for a in arms]))
     for arm in arms:  # runs of these arms with other seeds, kept from earlier invocations, count too
-        for path in sorted(work.glob(f"{arm.replace('/', '__')}-seed*.json")):
+        for path in sorted(work.glob(figures_file(work, arm, "*").name)):
             seed = int(path.stem.rsplit("-seed", 1)[1])
             if seed not in seeds:
-                pretrain_epochs = args.pretrain_epochs if not arm.startswith("none") else 0
-                rows.append(figures_row(json.loads(path.read_text()), arm, seed, pretrain_epochs))
+                rows.append(figures_row(args, json.loads(path.read_text()), arm, seed))
     summary = summarise(rows, arms)
     spread = max((s["NDCG@10_range"][1] - s["NDCG@10_range"][0] for s in summary), default=0.0)
     print(f"\n{'pretraining[/auxiliary]':<36}{'NDCG@10':>9}{'HR@10':>8}{'vs none':>9}{'seeds range':>18}{'s/run':>7}")

@@ -202,7 +202,7 @@ PARAMS: dict[str, Param] = {
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
     "warm_start": Param("train", str, help="what fine-tuning takes from the encoder", choices=WARM_START),
-    "auxiliary": Param("train", str, help="self-supervised objectives kept on while fine-tuning, e.g. contrastive"),
+    "auxiliary": Param("train", str, help="self-supervised objectives kept on while fine-tuning, e.g. attribute; none: off"),
     "auxiliary_weight": Param("train", float, 0.0, 100.0, "weight of the auxiliary objectives' loss"),
     "processes": Param("train", int, 0, 64, "training processes (DDP); 0 = one per GPU when there are several"),
     "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),

@@ -202,9 +202,13 @@ class AttributePrediction(nn.Module):
         self.attribute_bias = nn.Parameter(torch.log(share / (1 - share)))
         self.associate = nn.Linear(d_model, d_model, bias=False)
 
+    def attribute_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """(N, D) states -> (N, n_attributes) logits."""
+        return states @ self.attribute_embedding.weight.T + self.attribute_bias
+
     def _bce(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        logits = states @ self.attribute_embedding.weight.T + self.attribute_bias  # (N, n_attributes)
-        loss = F.binary_cross_entropy_with_logits(logits, self.item_attributes[tokens], reduction="sum")
+        targets = self.item_attributes[tokens]
+        loss = F.binary_cross_entropy_with_logits(self.attribute_logits(states), targets, reduction="sum")
         return loss / max(len(tokens), 1)
 
     def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -184,8 +184,7 @@ def test_the_attribute_objective_teaches_item_embeddings_their_attributes():
     objective = objective_for("attribute", model)
     train(model, objective, sequences(n_users=64), TrainConfig(batch_size=16, lr=1e-2), epochs=30)
     with torch.no_grad():
-        states = objective.associate(model.item_embedding.weight[1:21])
-        logits = states @ objective.attribute_embedding.weight.T + objective.attribute_bias  # (20, 7)
+        logits = objective.attribute_logits(objective.associate(model.item_embedding.weight[1:21]))  # (20, 7)
     top_two = logits.topk(2, dim=1).indices
     truth = objective.item_attributes[1:21]
     assert truth.gather(1, top_two).mean() > 0.9  # each item's brand and category, read off its embedding

@@ -12,6 +12,7 @@ import io
 import logging
 from datetime import UTC, datetime
 
+import pandas as pd
 import torch
 
 from recsys_tasks import __version__
@@ -54,6 +55,11 @@ def training_windows(run: RunContext, seqs: Sequences, split: Split):
     return left_padded_windows(seqs.items, seqs.offsets[:-1], split.train_end, run.config.model.max_len + 1)
 
 
+def load_attributes(run: RunContext, item_attributes: str | None) -> pd.DataFrame | None:
+    """The run's `item_id, attribute` rows, or None when the run has none."""
+    return run.store.read_frame(item_attributes) if item_attributes else None
+
+
 def checkpoints_for(run: RunContext, name: str) -> Checkpoints:
     """Epoch checkpoints of this run's training, so a retried task resumes instead of restarting."""
     key = run.path(f"checkpoints/{name}.pt")
@@ -80,7 +86,7 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
         return launch(run.run_id, config, "pretrain", processes, sequences=sequences, item_attributes=item_attributes, force=True)
     seqs, split = load_data(run, sequences)
     model = SequenceEncoder(seqs.n_items, config.model)
-    attributes = run.store.read_frame(item_attributes) if item_attributes else None
+    attributes = load_attributes(run, item_attributes)
     objective = make_objective(config.pretrain_objectives, model, config.train.mask_prob, attributes, seqs.item_ids)
     result = train(
         model, objective, training_windows(run, seqs, split), config.train, config.train.pretrain_epochs,
@@ -112,7 +118,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     def validation_ndcg(m: SequenceEncoder) -> float:
         return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
-    attributes = run.store.read_frame(item_attributes) if item_attributes and config.train.auxiliary else None
+    attributes = load_attributes(run, item_attributes)
     objective = finetune_objective(model, config.train, item_popularity(seqs, split), attributes, seqs.item_ids)
     log.info("fine-tuning objective: %s over %d items", objective.name, seqs.n_items)
     result = train(
