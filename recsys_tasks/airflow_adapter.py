@@ -136,20 +136,22 @@ def ingest_tasks() -> tuple[Any, Any]:
     return extracted, prepared
 
 
-def pretrain_task(force: bool) -> Any:
-    """The pretraining task on the GPU queue; `force` rebuilds the encoder even if one exists."""
+def pretrain_task(force: bool, outlets: list | None = None) -> Any:
+    """The pretraining task on the GPU queue; `force` rebuilds the encoder even if one exists.
+    `outlets` (Assets) are updated when the task succeeds."""
     from airflow.sdk import task
 
-    @task(task_id="pretrain", queue=GPU_QUEUE, pool=GPU_POOL)
+    @task(task_id="pretrain", queue=GPU_QUEUE, pool=GPU_POOL, outlets=outlets or [])
     def pretrain(extracted: dict, prepared: dict) -> dict:
         return call("pretrain", prepared["sequences"], extracted["item_attributes"], force=force)
 
     return pretrain
 
 
-def serve_tasks(prepared: Any, model: Any, after: Any = None) -> Any:
+def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | None = None) -> Any:
     """plan_shards -> generate (mapped, a bounded number of shards) -> publish, for `model`
-    (a task output holding `model_version`). `after` (e.g. the gate) must succeed first."""
+    (a task output holding `model_version`). `after` (e.g. the gate) must succeed first;
+    `outlets` (Assets) are updated when publish succeeds."""
     from airflow.sdk import task
 
     @task
@@ -160,7 +162,7 @@ def serve_tasks(prepared: Any, model: Any, after: Any = None) -> Any:
     def generate(prepared: dict, trained: dict, shard: dict) -> dict:
         return call("generate", prepared["sequences"], trained["model_version"], shard)
 
-    @task
+    @task(outlets=outlets or [])
     def publish(trained: dict, shards: list[dict]) -> dict:
         # indexing, not iterating: iterating a mapped result probes one XCom past the end
         return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
