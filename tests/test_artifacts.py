@@ -3,19 +3,30 @@
 import boto3
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
-from recsys_tasks.artifacts import ArtifactStore, run_key
+from recsys_tasks import artifacts
+from recsys_tasks.artifacts import ArtifactStore, ArtifactStoreError, run_key
 from recsys_tasks.errors import ArtifactNotFoundError
+
+
+def _s3_store(endpoint, tmp_path):
+    bucket = f"b{tmp_path.name.replace('_', '-').lower()[-20:]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return ArtifactStore(f"s3://{bucket}/recsys", endpoint_url=endpoint)
 
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
     if request.param == "local":
         return ArtifactStore(str(tmp_path / "artifacts"))
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = f"b{tmp_path.name.replace('_', '-').lower()[-20:]}"
-    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
-    return ArtifactStore(f"s3://{bucket}/recsys", endpoint_url=endpoint)
+    return _s3_store(request.getfixturevalue("s3_endpoint"), tmp_path)
+
+
+@pytest.fixture()
+def s3_store(s3_endpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(artifacts, "S3_BACKOFF_S", 0.0)
+    return _s3_store(s3_endpoint, tmp_path)
 
 
 def test_round_trips_bytes_json_and_frames(store):
@@ -36,3 +47,73 @@ def test_missing_artifact_names_its_location(store):
 
 def test_run_keys_are_path_safe():
     assert run_key("manual__2026-11-22T19:41:40.368900+00:00") == "manual__2026-11-22T19_41_40.368900_00_00"
+
+
+def test_lists_and_deletes_folders_not_name_prefixes(store):
+    for key in ("runs/a/x.json", "runs/a/sub/y.json", "runs/ab/z.json", "models/v1/model.pt"):
+        store.write_bytes(key, b"12345")
+    assert store.list("runs/a") == ["runs/a/sub/y.json", "runs/a/x.json"]
+    assert store.folders("runs") == ["a", "ab"]
+    assert store.sizes("runs/ab") == {"runs/ab/z.json": 5}
+    assert len(store.list()) == 4
+
+    assert store.delete_prefix("runs/a") == (2, 10)
+    assert store.list("runs") == ["runs/ab/z.json"] and store.folders("runs") == ["ab"]
+    assert store.delete_prefix("runs/a") == (0, 0)
+    assert store.delete("models/v1/model.pt") is True and store.delete("models/v1/model.pt") is False
+    assert store.list() == ["runs/ab/z.json"]
+    with pytest.raises(ValueError, match="whole artifact root"):
+        store.delete_prefix("/")
+
+
+def test_s3_deletes_in_batches(s3_store, monkeypatch):
+    store = s3_store
+    monkeypatch.setattr(artifacts, "S3_DELETE_BATCH", 2)
+    calls = []
+    real = store._s3.delete_objects
+    monkeypatch.setattr(store._s3, "delete_objects", lambda **kw: calls.append(len(kw["Delete"]["Objects"])) or real(**kw))
+    for i in range(5):
+        store.write_bytes(f"runs/r/{i}.bin", b"x")
+    assert store.delete_prefix("runs/r") == (5, 5)
+    assert calls == [2, 2, 1] and store.list() == []
+
+
+def _failing(real, errors):
+    """A stand-in for a boto3 call that raises `errors` in turn, then does the real thing."""
+    attempts = []
+
+    def call(**kwargs):
+        attempts.append(kwargs["Key"])
+        if len(attempts) <= len(errors):
+            raise errors[len(attempts) - 1]
+        return real(**kwargs)
+
+    return call, attempts
+
+
+def _client_error(status, code):
+    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+
+def test_s3_uploads_survive_transient_failures(s3_store, monkeypatch):
+    store = s3_store
+    flaky = [_client_error(503, "SlowDown"), EndpointConnectionError(endpoint_url="http://s3"), _client_error(500, "InternalError")]
+    put, attempts = _failing(store._s3.put_object, flaky)
+    monkeypatch.setattr(store._s3, "put_object", put)
+    store.write_bytes("models/v2/model.pt", b"weights")
+    assert len(attempts) == 4 and store.read_bytes("models/v2/model.pt") == b"weights"
+
+
+def test_s3_gives_up_on_lasting_or_permanent_failures(s3_store, monkeypatch):
+    store = s3_store
+    put, attempts = _failing(store._s3.put_object, [EndpointConnectionError(endpoint_url="http://s3")] * 10)
+    monkeypatch.setattr(store._s3, "put_object", put)
+    with pytest.raises(ArtifactStoreError, match="failed 4 times"):
+        store.write_bytes("models/v3/model.pt", b"weights")
+    assert len(attempts) == artifacts.S3_ATTEMPTS and not store.exists("models/v3/model.pt")
+
+    put, attempts = _failing(store._s3.put_object, [_client_error(403, "AccessDenied")])
+    monkeypatch.setattr(store._s3, "put_object", put)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        store.write_bytes("models/v3/model.pt", b"weights")
+    assert len(attempts) == 1  # retrying cannot fix a refusal
