@@ -4,3 +4,7 @@ Plain Python, usable without Airflow; `airflow_adapter` is the one module that k
 """
 
 __version__ = "0.1.0"
+
+from recsys_tasks.redact import install_log_redaction  # noqa: E402
+
+install_log_redaction()  # every log line of the package is masked, whoever configures logging

@@ -39,7 +39,8 @@ def task_defaults() -> dict[str, Any]:
 
 
 def dag_params() -> dict[str, Any]:
-    """The trigger form of the UI: every run-level param with its default and bounds."""
+    """The trigger form of the UI: every run-level param with its real default, bounds and
+    allowed values, so Airflow refuses a bad value when the run is triggered, before any task."""
     from airflow.sdk import Param
 
     defaults = default_config()
@@ -47,11 +48,18 @@ def dag_params() -> dict[str, Any]:
     for name, spec in PARAMS.items():
         owner = getattr(defaults, spec.section) if spec.section else defaults
         default = getattr(owner, name)
-        if spec.kind is str:  # optional strings: empty keeps the deployment's setting
-            out[name] = Param(None, type=["null", "string"], description=spec.help)
-            continue
-        bounds = {k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None}
-        out[name] = Param(default, type=_JSON_TYPES[spec.kind], description=spec.help, **bounds)
+        schema: dict[str, Any] = {"description": spec.help}
+        if spec.kind is str:
+            # no default of its own (a deployment setting such as source_uri): empty keeps it
+            schema["type"] = "string" if default is not None else ["null", "string"]
+            if spec.choices:
+                schema["enum"] = [*spec.choices] if default is not None else [None, *spec.choices]
+            else:
+                schema["minLength"] = 1 if default is not None else 0
+        else:
+            schema["type"] = _JSON_TYPES[spec.kind]
+            schema.update({k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None})
+        out[name] = Param(default, **schema)
     return out
 
 
@@ -69,13 +77,18 @@ def dag_settings() -> dict[str, Any]:
 
 
 def _connection_db_url() -> str | None:
-    """The `recsys_db` Airflow connection, when one is defined, as a SQLAlchemy URL."""
+    """The `recsys_db` Airflow connection, when one is defined, as a SQLAlchemy URL.
+
+    Inside a task the Task SDK resolves it; outside one (the `recsys` CLI) Airflow's own
+    secrets backends do, so the CLI reads and writes the same database as the DAG."""
     from airflow.sdk import Connection
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
         uri = Connection.get("recsys_db").get_uri()
     except AirflowNotFoundException:
+        uri = _metastore_connection_uri("recsys_db")
+    if uri is None:
         return None
     for prefix in ("postgres://", "postgresql://"):
         if uri.startswith(prefix):
@@ -83,7 +96,23 @@ def _connection_db_url() -> str | None:
     return uri
 
 
+def _metastore_connection_uri(conn_id: str) -> str | None:
+    """A connection stored in the metadata database, read the way the `airflow` CLI does."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models import Connection
+
+    try:
+        return Connection.get_connection_from_secrets(conn_id).get_uri()
+    except AirflowNotFoundException:
+        return None
+    except Exception as exc:  # no metadata database here (e.g. a worker that may not reach it)
+        log.debug("could not look up connection %s in the metadata database: %s", conn_id, exc)
+        return None
+
+
 def config_for(params: dict[str, Any]) -> PipelineConfig:
+    """The run's config: environment, then the `recsys_db` connection (when RECSYS_DB_URL is
+    unset), then the params. Raises ConfigError for a bad param."""
     config = config_from_env()
     if "RECSYS_DB_URL" not in os.environ and (db_url := _connection_db_url()):
         config = dataclasses.replace(config, db_url=db_url)
@@ -91,17 +120,19 @@ def config_for(params: dict[str, Any]) -> PipelineConfig:
 
 
 def call(stage: str, *args: Any, **kwargs: Any) -> Any:
-    """Run stage `stage` of `recsys_tasks.stages` for the current task's run, timed."""
+    """Run stage `stage` of `recsys_tasks.stages` for the current task's run, timed.
+
+    Errors another attempt cannot fix (a bad param, bad data) fail the task at once."""
     from airflow.sdk import get_current_context
     from airflow.sdk.exceptions import AirflowFailException
 
     from recsys_tasks import stages
 
     context = get_current_context()
-    run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
     map_index = getattr(context["ti"], "map_index", -1)
     label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
     try:
+        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
         with run.timed(label):
             return getattr(stages, stage)(run, *args, **kwargs)
     except RecsysError as exc:
@@ -124,7 +155,7 @@ def ingest_tasks() -> tuple[Any, Any]:
 
     @task
     def validate(extracted: dict) -> dict:
-        return call("validate", extracted["interactions"])
+        return call("validate", extracted["interactions"], extracted.get("column_mapping"))
 
     @task
     def prepare(extracted: dict) -> dict:
@@ -175,16 +206,27 @@ def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | No
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
-    """Task failure callback: the run table says the run failed, and why."""
+    """Task failure callback (after the last attempt): the run table says the run failed and
+    why, and the operator's webhook / mailbox is told when one is configured."""
     from recsys_tasks import stages
+    from recsys_tasks.notify import AlertTargets, notify_failure
 
     exc = context.get("exception")
-    task = context["task_instance"].task_id
+    ti = context["task_instance"]
+    reason = f"task {ti.task_id} failed: {exc}"
     try:
         run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
-        stages.mark_failed(run, f"task {task} failed: {exc}")
+        stages.mark_failed(run, reason)
     except Exception:  # a failing callback must not hide the task's own error
-        log.exception("could not record the failure of task %s", task)
+        log.exception("could not record the failure of task %s", ti.task_id)
+    targets = AlertTargets.from_env(os.environ)
+    if targets:
+        event = {
+            "dag_id": ti.dag_id, "run_id": context["run_id"], "task_id": ti.task_id,
+            "try_number": getattr(ti, "try_number", None), "reason": str(exc), "log_url": getattr(ti, "log_url", None),
+        }
+        reached = notify_failure(targets, event)
+        log.info("failure notification sent to: %s", ", ".join(reached) or "nobody (delivery failed)")
 
 
 def prepare_environment() -> None:
@@ -209,7 +251,9 @@ def load_dag(dag_id: str):
 
 
 def run_dag(dag_id: str, run_conf: dict[str, Any]) -> dict[str, Any]:
-    """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome."""
+    """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome.
+    `run_conf` holds typed params (see `config.typed_params`): Airflow checks them against
+    the DAG's param schema, where `"20"` is not an integer."""
     prepare_environment()
     from airflow.utils.db import upgradedb
 

@@ -8,18 +8,36 @@ import logging
 import sys
 from typing import Any
 
-from recsys_tasks.config import PARAMS, WARM_START, config_from_env, with_params
+from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, typed_params
 from recsys_tasks.errors import RecsysError
+from recsys_tasks.redact import redact
+
+log = logging.getLogger("recsys_tasks.cli")
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`--param key=value` pairs as typed values (`top_k=20` -> 20); bad ones raise ConfigError."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise RecsysError(f"--param takes key=value, got {pair!r}")
         params[key.strip()] = value.strip()
-    return params
+    return typed_params(params)
+
+
+def _config(params: dict[str, Any] | None = None) -> PipelineConfig:
+    """The config a DAG run would resolve: environment, the `recsys_db` connection, params."""
+    import os
+
+    from recsys_tasks.config import config_from_env, with_params
+
+    if "RECSYS_DB_URL" in os.environ:  # no need to start Airflow to look up a connection
+        return with_params(config_from_env(), params or {})
+    from recsys_tasks import airflow_adapter
+
+    airflow_adapter.prepare_environment()
+    return airflow_adapter.config_for(params or {})
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -40,23 +58,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     from recsys_tasks.report import render_report, run_summary, summary_line
 
     params = _parse_params(args.param)
-    config = with_params(config_from_env(), params)  # fail on bad params before Airflow starts
+    config = _config(params)  # fails on bad params before Airflow starts a run
     outcome = airflow_adapter.run_dag(args.dag_id, params)
     print()
     print(render_report(config, outcome["run_id"]))
     summary = run_summary(config, outcome["run_id"])
-    failed = sorted(t for t, s in outcome["tasks"].items() if s in {"failed", "upstream_failed"})
-    if failed:
-        print(f"\nrun {outcome['run_id']} did not finish: failed tasks {', '.join(failed)}", file=sys.stderr)
     print(summary_line({**summary, "dag_run_state": outcome["state"]}))
-    return 0 if outcome["state"] == "success" and summary["status"] == "published" else 1
+    failed = sorted(t for t, s in outcome["tasks"].items() if s in {"failed", "upstream_failed"})
+    if outcome["state"] == "success" and summary["status"] in {"published", "rejected"}:
+        if summary["status"] == "rejected":
+            print(f"run {outcome['run_id']}: candidate rejected by the gate, readers keep the previous run: "
+                  f"{summary['message']}", file=sys.stderr)
+            return 3
+        return 0
+    reason = summary.get("message") or (f"failed tasks: {', '.join(failed)}" if failed else f"DAG run {outcome['state']}")
+    print(f"error: run {outcome['run_id']} ended {summary['status']}: {reason}", file=sys.stderr)
+    return 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from recsys_tasks.sources import read_interactions
-    from recsys_tasks.validation import validate_interactions
+    from recsys_tasks.artifacts import ArtifactStore
+    from recsys_tasks.stages.ingest import check_interactions, discard_data_docs, read_source
 
-    report = validate_interactions(read_interactions(args.source), config_from_env().validation)
+    config = _config({**_parse_params(args.param), "source_uri": args.source})
+    frame = read_source(config)
+    report = check_interactions(config, ArtifactStore(config.artifact_root), frame, frame.attrs.get("column_mapping"))
+    discard_data_docs(report.data_docs_dir)
     print(report.summary())
     if args.report:
         with open(args.report, "w") as handle:
@@ -65,20 +92,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 2
 
 
+def _open_results(config: PipelineConfig):
+    from recsys_tasks import results_db
+
+    tables = results_db.Tables.from_config(config)
+    engine = results_db.make_engine(config.db_url)
+    results_db.apply_schema(engine, tables)
+    return engine, tables
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from recsys_tasks import results_db
     from recsys_tasks.report import render_report
 
-    config = config_from_env()
-    tables = results_db.Tables.from_config(config)
-    engine = results_db.make_engine(config.db_url)
-    results_db.apply_schema(engine, tables)
-    run_id = args.run_id or results_db.current_run_id(engine, tables)
-    engine.dispose()
+    config = _config()
+    engine, tables = _open_results(config)
+    try:
+        if args.run_id and results_db.get_run(engine, tables, args.run_id) is None:
+            raise RecsysError(f"no run {args.run_id!r} in {redact(config.db_url)}; `recsys runs` lists them")
+        run_id = args.run_id or results_db.current_run_id(engine, tables)
+    finally:
+        engine.dispose()
     if run_id is None:
-        print("nothing published yet")
+        print("nothing published yet", file=sys.stderr)
         return 1
     print(render_report(config, run_id))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from recsys_tasks import results_db
+    from recsys_tasks.report import runs_table
+
+    config = _config()
+    engine, tables = _open_results(config)
+    try:
+        runs = results_db.recent_runs(engine, tables, args.limit)
+        current = results_db.current_run_id(engine, tables)
+    finally:
+        engine.dispose()
+    if not runs:
+        print(f"no runs yet in {redact(config.db_url)}")
+        return 0
+    print(runs_table(runs, current))
     return 0
 
 
@@ -105,7 +161,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from recsys_tasks import registry
     from recsys_tasks.artifacts import ArtifactStore
 
-    store = ArtifactStore(config_from_env().artifact_root)
+    store = ArtifactStore(_config().artifact_root)
     if args.action == "list":
         versions = registry.list_versions(store)
         if not versions:
@@ -134,6 +190,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="library logs (Great Expectations too) and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo-data", help="write synthetic interactions with sequential structure")
@@ -152,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="extract and validate a source; exit 0 when it passes")
     val.add_argument("--source", required=True)
     val.add_argument("--report", help="also write the JSON report here")
+    val.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="validation thresholds and source settings, as for `recsys run` (e.g. min_rows=1000)")
     val.set_defaults(func=cmd_validate)
 
     bench = sub.add_parser("bench", help="the published full-ranking protocol on a sequence dataset")
@@ -176,17 +235,35 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")
     show.set_defaults(func=cmd_show)
+
+    runs = sub.add_parser("runs", help="recent runs: status, model, key metrics, reason")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=cmd_runs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    # `run` shows the tasks' progress; the other commands print their own result, nothing else
+    level = logging.INFO if args.verbose or args.command in {"run", "bench"} else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for noisy in ("great_expectations", "airflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
     except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the operator gets one line; -v shows the traceback
+        if args.verbose:
+            log.exception("unexpected failure")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {redact(first)} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ class TrainConfig:
     warm_start: str = "all"  # what fine-tuning takes from the pretrained encoder: one of WARM_START
     # self-supervised objectives kept on as a regulariser while fine-tuning ("+"-joined, "" none),
     # their loss weighted by auxiliary_weight (CL4SRec's setting: contrastive, 0.1)
-    auxiliary: str = ""
+    auxiliary: str = "none"
     auxiliary_weight: float = 0.1
     # training processes (DDP through torch's distributed launcher); 0: one per visible GPU
     # when there are several, else one. More than one on CPU uses the gloo backend.
@@ -54,6 +54,23 @@ class TrainConfig:
 
 
 WARM_START = ("all", "embeddings")  # the whole encoder, or its item and position embeddings only
+SELF_SUPERVISED = ("contrastive", "attribute", "masked_item")  # objectives that need no labels
+SPLITS = ("leave_one_out", "time")
+
+
+def objective_sets(names: tuple[str, ...] = SELF_SUPERVISED) -> tuple[str, ...]:
+    """Every non-empty "+"-joined combination of `names`, in their order: the allowed values
+    of `pretrain_objectives` and `auxiliary` (an enum the trigger form can show)."""
+    combos = [[]]
+    for name in names:
+        combos += [c + [name] for c in combos]
+    return tuple("+".join(c) for c in sorted(combos[1:], key=len))
+
+
+def canonical_objectives(value: str) -> str:
+    """`attribute+contrastive` and `contrastive, attribute` both mean `contrastive+attribute`."""
+    parts = {p.strip() for p in value.replace(",", "+").split("+") if p.strip()}
+    return "+".join(n for n in SELF_SUPERVISED if n in parts) + "".join(f"+{p}" for p in sorted(parts - set(SELF_SUPERVISED)))
 SOURCE_FORMATS = ("csv", "parquet", "movielens-100k", "movielens-1m", "movielens-csv", "sequence")
 DEFAULT_EVENT_TYPES = ("view", "click", "add_to_cart", "purchase", "rating", "interaction")
 
@@ -100,7 +117,7 @@ class PipelineConfig:
     split: str = "leave_one_out"  # or "time": evaluate only users active after time_split_quantile
     time_split_quantile: float = 0.8
     gate_metric: str = "NDCG@10"
-    gate_min_lift: float = 0.0  # candidate must beat popularity by this relative margin
+    gate_min_lift: float = 0.0  # candidate must beat the strongest baseline (popularity, EASE, item-kNN) by this relative margin
     gate_max_regression: float = 0.02  # candidate may trail production by at most this share
     # share of the published top-K a candidate may replace, over a sample of users (1.0: no bound);
     # replacing nearly all of it at once usually means a broken model or item-id mapping, not a better model
@@ -177,7 +194,7 @@ PARAMS: dict[str, Param] = {
     "epochs": Param("train", int, 0, 1000, "fine-tuning epochs (upper bound; early stopping)"),
     "pretrain_epochs": Param("train", int, 0, 1000, "self-supervised pretraining epochs"),
     "force_pretrain": Param(None, bool, help="rebuild the pretrained encoder even if one exists"),
-    "pretrain_objectives": Param(None, str, help="e.g. contrastive+attribute (attribute needs items_uri)"),
+    "pretrain_objectives": Param(None, str, help="self-supervised objectives of pretraining (attribute needs items_uri)", choices=objective_sets()),
     "source_uri": Param(None, str, help="interaction source for this run only (overrides RECSYS_SOURCE_URI)"),
     "source_format": Param(None, str, help="file format; detected from the name when empty", choices=SOURCE_FORMATS),
     "items_uri": Param(None, str, help="item attributes for this run (overrides RECSYS_ITEMS_URI)"),
@@ -187,7 +204,7 @@ PARAMS: dict[str, Param] = {
     "min_user_events": Param(None, int, 0, 1000, "k-core: drop users with fewer events"),
     "min_item_events": Param(None, int, 0, 1000, "k-core: drop items with fewer events"),
     "dedup_keep": Param(None, str, help="keep the first or last of repeated (user, item) events", choices=("first", "last")),
-    "split": Param(None, str, help="leave_one_out, or time (evaluate only recently active users)", choices=("leave_one_out", "time")),
+    "split": Param(None, str, help="leave_one_out, or time (evaluate only recently active users)", choices=SPLITS),
     "ts_floor": Param("validation", str, help="timestamps before this date are refused"),
     "min_rows": Param("validation", int, 0, 10**10, "fewest interactions accepted"),
     "min_users": Param("validation", int, 0, 10**9, "fewest distinct users accepted"),
@@ -202,11 +219,11 @@ PARAMS: dict[str, Param] = {
     "lr": Param("train", float, 1e-6, 1.0, "learning rate"),
     "seed": Param("train", int, 0, 2**31 - 1, "random seed for training"),
     "warm_start": Param("train", str, help="what fine-tuning takes from the encoder", choices=WARM_START),
-    "auxiliary": Param("train", str, help="self-supervised objectives kept on while fine-tuning, e.g. attribute; none: off"),
+    "auxiliary": Param("train", str, help="self-supervised objectives kept on while fine-tuning (none: off)", choices=("none", *objective_sets())),
     "auxiliary_weight": Param("train", float, 0.0, 100.0, "weight of the auxiliary objectives' loss"),
     "processes": Param("train", int, 0, 64, "training processes (DDP); 0 = one per GPU when there are several"),
     "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),
-    "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over popularity"),
+    "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over the strongest baseline (popularity, EASE or item-kNN)"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
     "gate_max_churn": Param(None, float, 0.0, 1.0, "largest share of published top-K items a candidate may replace"),
 }
@@ -226,6 +243,8 @@ def _coerce(name: str, spec: Param, raw: Any) -> Any:
         value = str(raw).strip()
         if not value:
             raise ConfigError(f"param {name!r} must not be empty")
+        if name in ("pretrain_objectives", "auxiliary") and value != "none":
+            value = canonical_objectives(value)
         if spec.choices and value not in spec.choices:
             raise ConfigError(f"param {name!r} must be one of {', '.join(spec.choices)}, got {value!r}")
         return value
@@ -240,25 +259,46 @@ def _coerce(name: str, spec: Param, raw: Any) -> Any:
     return value
 
 
-def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineConfig:
-    """Apply run-level params; unknown names and bad values raise ConfigError."""
-    top: dict[str, Any] = {}
-    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "validation": {}}
+def typed_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params as their declared types (`"20"` -> 20, `"true"` -> True), empty ones dropped;
+    unknown names and bad values raise ConfigError naming the param."""
+    typed: dict[str, Any] = {}
     for name, raw in params.items():
         if raw is None or raw == "":
             continue  # an empty field in the trigger form means "use the default"
         spec = PARAMS.get(name)
         if spec is None:
             raise ConfigError(f"unknown param {name!r}; known params: {', '.join(sorted(PARAMS))}")
-        value = _coerce(name, spec, raw)
+        typed[name] = _coerce(name, spec, raw)
+    return typed
+
+
+def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineConfig:
+    """Apply run-level params; unknown names and bad values raise ConfigError."""
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "validation": {}}
+    for name, value in typed_params(params).items():
+        spec = PARAMS[name]
         (sections[spec.section] if spec.section else top)[name] = value
-    return dataclasses.replace(
+    resolved = dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, **sections["model"]),
         train=dataclasses.replace(config.train, **sections["train"]),
         validation=dataclasses.replace(config.validation, **sections["validation"]),
         **top,
     )
+    check_consistency(resolved)
+    return resolved
+
+
+def check_consistency(config: PipelineConfig) -> None:
+    """Settings that are each valid but not together; raised before any work starts."""
+    wants_attributes = "attribute" in config.pretrain_objectives.split("+") or "attribute" in config.train.auxiliary.split("+")
+    if wants_attributes and not config.items_uri:
+        raise ConfigError(
+            "the attribute objective (pretrain_objectives or auxiliary) needs item attributes: "
+            "set RECSYS_ITEMS_URI or the items_uri param, or choose objectives without 'attribute'"
+        )
 
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")

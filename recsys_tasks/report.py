@@ -7,10 +7,12 @@ from typing import Any
 
 from recsys_tasks import results_db
 from recsys_tasks.config import PipelineConfig
+from recsys_tasks.redact import redact
 
 
 def run_summary(config: PipelineConfig, run_id: str) -> dict[str, Any]:
-    """The one-line JSON summary of a run, read back from the run table."""
+    """The one-line JSON summary of a run, read back from the run table. Metrics a run never
+    computed are null, not 0; the database URL is shown without its credentials."""
     tables = results_db.Tables.from_config(config)
     engine = results_db.make_engine(config.db_url)
     try:
@@ -19,17 +21,37 @@ def run_summary(config: PipelineConfig, run_id: str) -> dict[str, Any]:
     finally:
         engine.dispose()
     metrics = record.get("metrics") or {}
-    pick = ("HR@10", "NDCG@10")
+
+    def picked(scorer: str) -> dict[str, float] | None:
+        values = metrics.get(scorer)
+        return {k: round(values[k], 4) for k in ("HR@10", "NDCG@10") if k in values} if values else None
+
     return {
         "run_id": run_id,
         "status": record["status"],
         "model_version": record.get("model_version"),
-        "metrics": {k: round(metrics.get("model", {}).get(k, 0.0), 4) for k in pick},
-        "baseline_metrics": {k: round(metrics.get("popularity", {}).get(k, 0.0), 4) for k in pick},
-        "rows_written": record.get("rows_written") or 0,
-        "results_db": config.db_url,
+        "metrics": picked("model"),
+        "baseline_metrics": {name: picked(name) for name in SCORER_ORDER[1:] if metrics.get(name)} or None,
+        "rows_written": record.get("rows_written"),
+        "results_db": redact(config.db_url),
         "message": record.get("message"),
     }
+
+
+def runs_table(runs: list[dict[str, Any]], current: str | None) -> str:
+    """`recsys runs`: one line per run, newest first; `*` marks the run readers see."""
+    lines = [f"  {'run':<44} {'status':<18} {'model':<13} {'NDCG@10':>8} {'best base':>10}  reason"]
+    for run in runs:
+        metrics = run.get("metrics") or {}
+        ndcg = metrics.get("model", {}).get("NDCG@10")
+        bases = [metrics[n]["NDCG@10"] for n in SCORER_ORDER[2:] if "NDCG@10" in metrics.get(n, {})]
+        mark = "*" if run["run_id"] == current else " "
+        reason = (run.get("message") or "").splitlines()[0][:100] if run.get("message") else ""
+        lines.append(
+            f"{mark} {run['run_id']:<44} {run['status']:<18} {run.get('model_version') or '-':<13} "
+            f"{f'{ndcg:.4f}' if ndcg is not None else '-':>8} {f'{max(bases):.4f}' if bases else '-':>10}  {reason}"
+        )
+    return "\n".join(lines)
 
 
 def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) -> str:

@@ -30,6 +30,7 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from recsys_tasks.config import PipelineConfig, sql_identifier
+from recsys_tasks.redact import redact
 from recsys_tasks.sources import sqlite_file
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,8 @@ def _upgrade_older_schema(conn: sa.Connection, tables: Tables) -> None:
 
 
 def record_run(engine: sa.Engine, tables: Tables, run_id: str, status: str, **fields: Any) -> None:
-    """Insert or update this run's row in the run table."""
+    """Insert or update this run's row in the run table (readers see it: credentials are masked)."""
+    fields = {k: redact(v) if isinstance(v, str) else v for k, v in fields.items()}
     if "metrics" in fields and not isinstance(fields["metrics"], (str, type(None))):
         fields["metrics"] = json.dumps(fields["metrics"], sort_keys=True)
     now = utcnow()
@@ -223,6 +225,15 @@ def get_run(engine: sa.Engine, tables: Tables, run_id: str) -> dict[str, Any] | 
     out = dict(row)
     out["metrics"] = json.loads(out["metrics"]) if out.get("metrics") else {}
     return out
+
+
+def recent_runs(engine: sa.Engine, tables: Tables, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest runs first, with their metrics decoded."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT * FROM {tables.runs} ORDER BY started_at DESC LIMIT :n"), {"n": limit}
+        ).mappings().all()
+    return [{**dict(r), "metrics": json.loads(r["metrics"]) if r["metrics"] else {}} for r in rows]
 
 
 def metric_history(engine: sa.Engine, tables: Tables, metric: str, limit: int = 30) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ class ValidationReport:
     checks: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] = field(default_factory=dict)
     data_docs_dir: str | None = None  # GX Data Docs (HTML) in a temporary folder; the caller keeps or drops it
+    column_mapping: dict[str, str] = field(default_factory=dict)  # canonical column <- source column, when renamed
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -40,6 +41,8 @@ class ValidationReport:
             lines = [f"validation passed: {len(self.checks) - len(self.warnings)} of {len(self.checks)} checks met on {self.rows} rows"]
         else:
             lines = [f"validation failed: {len(self.failures)} of {len(self.checks)} checks not met on {self.rows} rows"]
+        if self.column_mapping:
+            lines.append("  columns: " + ", ".join(f"{c} <- {s}" for c, s in self.column_mapping.items()))
         lines += [f"  - {describe(f)}" for f in self.failures]
         lines += [f"  - warning: {describe(w)}" for w in self.warnings]
         return "\n".join(lines)

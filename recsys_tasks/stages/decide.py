@@ -100,16 +100,25 @@ def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> 
     return {**comparison, "k": config.top_k}
 
 
+BASELINES = ("popularity", "ease", "item_knn")  # non-sequential scorers a candidate must beat
+
+
 def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
-    """Bless the candidate only if it beats popularity by the configured margin and does not
-    fall behind production (when there is one) by more than the tolerance."""
+    """Bless the candidate only if it beats the strongest baseline it was evaluated with
+    (popularity, EASE or item-kNN) by the configured margin, does not fall behind production
+    (when there is one) by more than the tolerance, and does not replace too much of what
+    readers see."""
     config = run.config
     metric = config.gate_metric
     candidate = evaluation["model"][metric]
-    floor = evaluation["popularity"][metric] * (1.0 + config.gate_min_lift)
+    baselines = {name: evaluation[name][metric] for name in BASELINES if name in evaluation}
+    strongest = max(baselines, key=baselines.get)
+    floor = baselines[strongest] * (1.0 + config.gate_min_lift)
+    others = ", ".join(f"{n} {v:.4f}" for n, v in baselines.items() if n != strongest)
     reasons = [
-        f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} popularity floor {floor:.4f} "
-        f"(popularity {evaluation['popularity'][metric]:.4f}, required lift {config.gate_min_lift:+.0%})"
+        f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} floor {floor:.4f} set by the strongest baseline, "
+        f"{strongest} {baselines[strongest]:.4f} (required lift {config.gate_min_lift:+.0%}"
+        + (f"; also evaluated: {others})" if others else ")")
     ]
     blessed = candidate > floor
     if "production" in evaluation:

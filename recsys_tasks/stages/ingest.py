@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys_tasks.artifacts import ArtifactStore
+from recsys_tasks.config import PipelineConfig
 from recsys_tasks.errors import DataValidationError
 from recsys_tasks.prepare import build_sequences, split_for
 from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, read_item_attributes
 from recsys_tasks.stages.context import RunContext
-from recsys_tasks.validation import validate_interactions
+from recsys_tasks.validation import ValidationReport, validate_interactions
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +23,36 @@ PREPARED = "prepared.json"  # what prepare made of the log, in the run folder
 LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # volume and item shares of the last log that passed
 
 
+def read_source(config: PipelineConfig) -> pd.DataFrame:
+    """The configured source as the canonical frame: format, column names and time window as
+    configured. The DAG's extract and `recsys validate` both read through here."""
+    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=config.window_days) if config.window_days else None
+    options = SourceOptions(fmt=config.source_format, columns=parse_column_map(config.source_columns), since=since)
+    return read_interactions(config.source_uri, options)
+
+
+def check_interactions(config: PipelineConfig, store: ArtifactStore, frame: pd.DataFrame,
+                       column_mapping: dict | None = None) -> ValidationReport:
+    """The expectation suite plus the drift checks against the last log that passed.
+    The DAG's validate and `recsys validate` both check through here."""
+    previous = store.read_json(LAST_GOOD_PROFILE) if store.exists(LAST_GOOD_PROFILE) else None
+    report = validate_interactions(frame, config.validation, previous=previous)
+    report.column_mapping = dict(column_mapping or {})
+    return report
+
+
 def extract(run: RunContext) -> dict:
     """Read the configured source into the canonical frame, saved with the run."""
     config = run.config
     run.record("extracting", source_uri=config.source_uri)
-    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=config.window_days) if config.window_days else None
-    options = SourceOptions(fmt=config.source_format, columns=parse_column_map(config.source_columns), since=since)
-    frame = read_interactions(config.source_uri, options)
+    frame = read_source(config)
+    mapping = frame.attrs.get("column_mapping") or {}
     key = run.path("interactions.parquet")
     run.store.write_frame(key, frame)
     log.info("extracted %d interactions from %s into %s", len(frame), config.source_uri, run.store.uri(key))
-    out = {"interactions": key, "rows": len(frame), "item_attributes": None}
+    if mapping:
+        log.info("source columns used: %s", ", ".join(f"{c} <- {s}" for c, s in mapping.items()))
+    out = {"interactions": key, "rows": len(frame), "item_attributes": None, "column_mapping": mapping}
     if config.items_uri:
         attributes = read_item_attributes(config.items_uri)
         out["item_attributes"] = run.path("item_attributes.parquet")
@@ -40,11 +61,10 @@ def extract(run: RunContext) -> dict:
     return out
 
 
-def validate(run: RunContext, interactions: str) -> dict:
+def validate(run: RunContext, interactions: str, column_mapping: dict | None = None) -> dict:
     """Run the expectation suite; a failure stops the run before anything is trained."""
     frame = run.store.read_frame(interactions)
-    previous = run.store.read_json(LAST_GOOD_PROFILE) if run.store.exists(LAST_GOOD_PROFILE) else None
-    report = validate_interactions(frame, run.config.validation, previous=previous)
+    report = check_interactions(run.config, run.store, frame, column_mapping)
     report_key = run.path("validation.json")
     report_uri = run.store.write_json(report_key, report.to_dict())
     docs = _keep_data_docs(run, report.data_docs_dir)
@@ -64,8 +84,14 @@ def _keep_data_docs(run: RunContext, folder: str | None) -> str | None:
     root = Path(folder)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         run.store.write_bytes(run.path(f"data_docs/{path.relative_to(root)}"), path.read_bytes())
-    shutil.rmtree(root, ignore_errors=True)
+    discard_data_docs(folder)
     return run.store.uri(run.path("data_docs/index.html"))
+
+
+def discard_data_docs(folder: str | None) -> None:
+    """Remove GX's temporary Data Docs folder (the ephemeral context's whole temp root)."""
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def prepare(run: RunContext, interactions: str) -> dict:
