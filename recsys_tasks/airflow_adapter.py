@@ -47,10 +47,10 @@ def dag_params() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, spec in PARAMS.items():
         owner = getattr(defaults, spec.section) if spec.section else defaults
-        default = getattr(owner, name)
+        default = None if spec.deployment else getattr(owner, name)
         schema: dict[str, Any] = {"description": spec.help}
         if spec.kind is str:
-            # no default of its own (a deployment setting such as source_uri): empty keeps it
+            # a deployment setting (source_uri...) has no default here: empty keeps the deployment's
             schema["type"] = "string" if default is not None else ["null", "string"]
             if spec.choices:
                 schema["enum"] = [*spec.choices] if default is not None else [None, *spec.choices]

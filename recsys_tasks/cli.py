@@ -26,13 +26,14 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return typed_params(params)
 
 
-def _config(params: dict[str, Any] | None = None) -> PipelineConfig:
-    """The config a DAG run would resolve: environment, the `recsys_db` connection, params."""
+def _config(params: dict[str, Any] | None = None, results_db: bool = True) -> PipelineConfig:
+    """The config a DAG run would resolve: environment, the `recsys_db` connection (when the
+    command uses the results database), params."""
     import os
 
     from recsys_tasks.config import config_from_env, with_params
 
-    if "RECSYS_DB_URL" in os.environ:  # no need to start Airflow to look up a connection
+    if not results_db or "RECSYS_DB_URL" in os.environ:  # no need to start Airflow to look up a connection
         return with_params(config_from_env(), params or {})
     from recsys_tasks import airflow_adapter
 
@@ -80,7 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from recsys_tasks.artifacts import ArtifactStore
     from recsys_tasks.stages.ingest import check_interactions, discard_data_docs, read_source
 
-    config = _config({**_parse_params(args.param), "source_uri": args.source})
+    config = _config({**_parse_params(args.param), "source_uri": args.source}, results_db=False)
     frame = read_source(config)
     report = check_interactions(config, ArtifactStore(config.artifact_root), frame, frame.attrs.get("column_mapping"))
     discard_data_docs(report.data_docs_dir)
@@ -161,7 +162,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from recsys_tasks import registry
     from recsys_tasks.artifacts import ArtifactStore
 
-    store = ArtifactStore(_config().artifact_root)
+    store = ArtifactStore(_config(results_db=False).artifact_root)
     if args.action == "list":
         versions = registry.list_versions(store)
         if not versions:
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     # `run` shows the tasks' progress; the other commands print their own result, nothing else
     level = logging.INFO if args.verbose or args.command in {"run", "bench"} else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
+    if args.verbose:
+        logging.getLogger("recsys_tasks").setLevel(logging.DEBUG)
+    else:
         for noisy in ("great_expectations", "airflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -187,6 +187,8 @@ class Param:
     high: float | None = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    # set by the deployment (RECSYS_* variables): the trigger form shows it empty, and empty keeps it
+    deployment: bool = False
 
 
 PARAMS: dict[str, Param] = {
@@ -195,9 +197,9 @@ PARAMS: dict[str, Param] = {
     "pretrain_epochs": Param("train", int, 0, 1000, "self-supervised pretraining epochs"),
     "force_pretrain": Param(None, bool, help="rebuild the pretrained encoder even if one exists"),
     "pretrain_objectives": Param(None, str, help="self-supervised objectives of pretraining (attribute needs items_uri)", choices=objective_sets()),
-    "source_uri": Param(None, str, help="interaction source for this run only (overrides RECSYS_SOURCE_URI)"),
-    "source_format": Param(None, str, help="file format; detected from the name when empty", choices=SOURCE_FORMATS),
-    "items_uri": Param(None, str, help="item attributes for this run (overrides RECSYS_ITEMS_URI)"),
+    "source_uri": Param(None, str, help="interaction source for this run only (overrides RECSYS_SOURCE_URI)", deployment=True),
+    "source_format": Param(None, str, help="file format; detected from the name when empty", choices=SOURCE_FORMATS, deployment=True),
+    "items_uri": Param(None, str, help="item attributes for this run (overrides RECSYS_ITEMS_URI)", deployment=True),
     "window_days": Param(None, int, 0, 36500, "only events of the last N days (0: all)"),
     "max_duplicate_rate": Param("validation", float, 0.0, 1.0, "share of duplicate events tolerated"),
     "freshness_severity": Param("validation", str, help="'warning' (default) or 'error' for a stale log", choices=("warning", "error")),

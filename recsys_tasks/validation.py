@@ -132,7 +132,7 @@ def validate_interactions(
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines drown the report
+    _quiet_great_expectations()
     rules = rules or ValidationRules()
     now = now or pd.Timestamp.now(tz="UTC")
     context = gx.get_context(mode="ephemeral")
@@ -171,6 +171,15 @@ def validate_interactions(
         passed=not failures, rows=len(frame), checked_at=now.isoformat(),
         failures=failures, warnings=warnings, checks=checks, profile=current, data_docs_dir=docs_dir,
     )
+
+
+def _quiet_great_expectations() -> None:
+    """GX's INFO lines drown the report; some of its modules pin their own level to INFO, so
+    the parent logger's level is not enough. `recsys -v` turns them back on."""
+    if logging.getLogger("recsys_tasks").isEnabledFor(logging.DEBUG):
+        return
+    for name in [n for n in logging.Logger.manager.loggerDict if n.startswith("great_expectations")] + ["great_expectations"]:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _check(result: Any, frame: pd.DataFrame) -> dict[str, Any]:

@@ -33,7 +33,9 @@ def test_every_choice_param_is_an_enum_with_its_real_default(nightly):
         param = nightly.params.get_param(name)
         assert set(spec.choices) <= set(param.schema["enum"]), name
         owner = getattr(defaults, spec.section) if spec.section else defaults
-        assert param.value == getattr(owner, name), name
+        assert param.value == (None if spec.deployment else getattr(owner, name)), name
+    for name in ("source_uri", "items_uri", "source_format"):  # empty: the deployment's RECSYS_* setting
+        assert nightly.params[name] is None
 
 
 @pytest.mark.parametrize("name", CHOICE_PARAMS)

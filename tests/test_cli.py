@@ -1,0 +1,106 @@
+"""`recsys` as an operator runs it: a subprocess, its exit code, and every line it prints."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from recsys_tasks.artifacts import ArtifactStore
+from recsys_tasks.sources import write_interactions
+from recsys_tasks.stages.ingest import LAST_GOOD_PROFILE
+from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.validation import profile
+
+PASSWORD = "Pw-n0t-in-any-log-7731"
+
+
+def recsys(*args, env, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "recsys_tasks.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def clean_env(home: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_") or k == "RECSYS_TASK_RETRIES"}
+    return {**env, "RECSYS_HOME": str(home), **extra}
+
+
+def write_events_csv(path: Path, users=40, items=30, seed=1) -> Path:
+    frame = generate_interactions(SyntheticSpec(users=users, items=items, topics=3, seed=seed))
+    frame = frame.rename(columns={"user_id": "uid", "item_id": "product", "ts": "created"})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_validate_uses_the_deployment_column_map_quietly_and_leaves_nothing_behind(tmp_path):
+    source = write_events_csv(tmp_path / "events.csv")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = clean_env(tmp_path / "home", RECSYS_SOURCE_COLUMNS="user_id=uid,item_id=product,ts=created", TMPDIR=str(scratch))
+    result = recsys("validate", "--source", str(source), "--report", str(tmp_path / "report.json"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("validation passed")
+    assert result.stderr == ""  # no Great Expectations chatter
+    assert len(result.stdout.splitlines()) < 10
+    assert list(scratch.iterdir()) == []  # GX's temporary Data Docs folder is gone
+    assert json.loads((tmp_path / "report.json").read_text())["passed"] is True
+
+
+def test_validate_runs_the_dags_drift_checks_against_the_last_good_log(tmp_path):
+    source = write_events_csv(tmp_path / "events.csv")
+    env = clean_env(tmp_path / "home", RECSYS_SOURCE_COLUMNS="user_id=uid,item_id=product,ts=created")
+    big = generate_interactions(SyntheticSpec(users=400, items=30, topics=3, seed=1))
+    # what a nightly run leaves behind after a log of 10x the volume passed
+    ArtifactStore(str(tmp_path / "home" / "artifacts")).write_json(LAST_GOOD_PROFILE, profile(big))
+    result = recsys("validate", "--source", str(source), env=env)
+    assert result.returncode == 2
+    assert "volume change vs previous run" in result.stdout
+    relaxed = recsys("validate", "--source", str(source), "--param", "max_volume_drop=0.99", env=env)
+    assert "volume change vs previous run" not in relaxed.stdout
+
+
+def test_show_and_runs_say_what_is_there(tmp_path):
+    env = clean_env(tmp_path, RECSYS_DB_URL=f"sqlite:///{tmp_path / 'r.db'}")
+    missing = recsys("show", "--run-id", "nope", env=env)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [f"error: no run 'nope' in sqlite:///{tmp_path / 'r.db'}; `recsys runs` lists them"]
+    empty = recsys("runs", env=env)
+    assert empty.returncode == 0 and empty.stdout.startswith("no runs yet")
+
+
+def test_an_unreadable_source_is_one_line_not_a_traceback(tmp_path):
+    result = recsys("validate", "--source", str(tmp_path / "absent.csv"), env=clean_env(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "absent.csv" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_run_publishes_through_the_recsys_db_connection_and_reports_it(tmp_path, postgres_url):
+    source = tmp_path / "events.parquet"
+    write_interactions(generate_interactions(SyntheticSpec(users=300, items=120, topics=6, seed=3)), str(source))
+    schema = postgres_url.rsplit("%3D", 1)[1]
+    connection = f"postgresql://postgres:{quote(PASSWORD)}@127.0.0.1:5432/test?options={quote(f'-csearch_path={schema}')}"
+    env = clean_env(tmp_path / "home", RECSYS_SOURCE_URI=str(source), AIRFLOW_CONN_RECSYS_DB=connection, RECSYS_TASK_RETRIES="0")
+    result = recsys("run", "--param", "top_k=7", "--param", "epochs=6", "--param", "pretrain_epochs=1",
+                    "--param", "num_shards=2", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "published" and summary["rows_written"] == 300 * 7
+    assert summary["results_db"].startswith("postgresql+psycopg://postgres:***@127.0.0.1")
+    assert PASSWORD not in result.stdout + result.stderr
+
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM recommendations_current").scalar() == 300 * 7
+        stored = conn.exec_driver_sql("SELECT source_uri, coalesce(message, '') FROM recsys_runs").all()
+    engine.dispose()
+    assert stored and all(PASSWORD not in " ".join(row) for row in stored)
+
+    runs = recsys("runs", env=env)
+    assert runs.returncode == 0 and summary["run_id"] in runs.stdout and "published" in runs.stdout
+    assert PASSWORD not in runs.stdout
