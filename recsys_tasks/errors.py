@@ -35,5 +35,17 @@ class ArtifactNotFoundError(RecsysError):
     retryable = False
 
 
+class ArtifactError(RecsysError):
+    """An artifact exists but cannot be trusted or read: altered, planted, truncated or foreign."""
+
+    retryable = False
+
+
 class PublishError(RecsysError):
     pass
+
+
+class StalePublishError(PublishError):
+    """Readers already see a run that started after this one: publishing would go back in time."""
+
+    retryable = False

@@ -18,7 +18,8 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 from recsys_tasks.config import PipelineConfig, sql_identifier
+from recsys_tasks.errors import StalePublishError
 from recsys_tasks.redact import redact
 from recsys_tasks.sources import sqlite_file
 
@@ -52,6 +54,7 @@ class Tables:
     view: str
     reader_role: str = "recsys_reader"
     stages: str = "recsys_runs_stages"
+    runs_public: str = "recsys_runs_public"  # what readers may see of the run table
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Tables:
@@ -62,13 +65,14 @@ class Tables:
             view=sql_identifier(config.current_view),
             reader_role=sql_identifier(config.reader_role),
             stages=sql_identifier(f"{config.runs_table}_stages"),
+            runs_public=sql_identifier(f"{config.runs_table}_public"),
         )
 
     def render(self, sql: str, partition_by: str = "") -> str:
         return sql.format(
             results_table=self.results, runs_table=self.runs, pointer_table=self.pointer,
             current_view=self.view, reader_role=self.reader_role, stages_table=self.stages,
-            partition_by=partition_by,
+            runs_public=self.runs_public, partition_by=partition_by,
         )
 
     def partition(self, run_id: str) -> str:
@@ -114,8 +118,51 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in statements if s.strip()]
 
 
-def apply_schema(engine: sa.Engine, tables: Tables) -> None:
-    """Create tables and the reader view if missing; safe to run any number of times."""
+SCHEMA_LOCK_TIMEOUT = "1s"  # DDL waits at most this long for a reader before giving up and retrying
+PUBLISH_LOCK_TIMEOUT = "30s"  # the switch transaction waits at most this long for another publisher
+RETIRE_LOCK_TIMEOUT = "500ms"  # dropping a retired run's partition queues readers behind it: keep it short
+
+
+def schema_is_current(engine: sa.Engine, tables: Tables) -> bool:
+    """True when every table and view exists with today's columns: no DDL, and no lock, needed."""
+    inspector = sa.inspect(engine)
+    names = set(inspector.get_table_names()) | set(inspector.get_view_names())
+    if not {tables.results, tables.runs, tables.stages, tables.pointer, tables.view, tables.runs_public} <= names:
+        return False
+    if engine.dialect.name == "postgresql" and tables.results not in _partitioned_tables(engine):
+        return False
+    return [c["name"] for c in inspector.get_columns(tables.view)] == list(RESULT_COLUMNS)
+
+
+def _partitioned_tables(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.exec_driver_sql(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'p' AND n.nspname = current_schema()"
+        ).scalars())
+
+
+def apply_schema(engine: sa.Engine, tables: Tables, attempts: int = 5) -> None:
+    """Create tables and the reader views if missing; safe to run any number of times.
+
+    A current schema is left alone (no DDL, so no lock that a reader's open transaction could
+    hold up). DDL waits at most SCHEMA_LOCK_TIMEOUT for locks, then retries with backoff, so a
+    reader holding a transaction open never queues other readers behind it for long."""
+    if schema_is_current(engine, tables):
+        return
+    for attempt in range(1, attempts + 1):
+        try:
+            _apply_schema_once(engine, tables)
+            return
+        except sa.exc.OperationalError as error:
+            if engine.dialect.name != "postgresql" or "lock timeout" not in str(error.orig) or attempt == attempts:
+                raise
+            log.warning("schema change waited %s for a lock held by a reader; retry %d of %d",
+                        SCHEMA_LOCK_TIMEOUT, attempt, attempts - 1)
+            time.sleep(0.5 * attempt)
+
+
+def _apply_schema_once(engine: sa.Engine, tables: Tables) -> None:
     postgres = engine.dialect.name == "postgresql"
     view_body = "\n".join(
         line for line in sql_file("current_view.sql", tables).splitlines() if not line.strip().startswith("--")
@@ -126,6 +173,7 @@ def apply_schema(engine: sa.Engine, tables: Tables) -> None:
         if postgres:
             # concurrent first publishes would race on CREATE TABLE IF NOT EXISTS
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": tables.results})
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SCHEMA_LOCK_TIMEOUT}'")
             legacy = _set_aside_unpartitioned_results(conn, tables)
         for statement in _statements(sql_file("schema.sql", tables, PARTITION_BY if postgres else "")):
             conn.execute(sa.text(statement))
@@ -134,6 +182,10 @@ def apply_schema(engine: sa.Engine, tables: Tables) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {tables.results} ATTACH PARTITION {legacy} DEFAULT")
             log.info("%s is now partitioned by run; the runs already there stay readable in %s", tables.results, legacy)
         conn.execute(sa.text(f"{create_view} {tables.view} AS {view_body}"))
+        public_body = "\n".join(
+            line for line in sql_file("runs_public_view.sql", tables).splitlines() if not line.strip().startswith("--")
+        )
+        conn.execute(sa.text(f"{create_view} {tables.runs_public} AS {public_body}"))
         if postgres:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('recsys reader role'))")
             for statement in _statements(sql_file("reader_role.sql", tables)):
@@ -326,11 +378,39 @@ def _insert_rows(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterab
     return written
 
 
+def _take_publisher_lock(conn: sa.Connection, tables: Tables) -> None:
+    """One publisher at a time per reader view, across processes, DAGs and machines: held
+    until the switch transaction ends. PostgreSQL: an advisory lock (bounded by lock_timeout);
+    SQLite: the database's write lock, taken by a write before anything is read."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"recsys publish {tables.view}"})
+    else:
+        conn.execute(sa.text(f"DELETE FROM {tables.pointer} WHERE 0 = 1"))
+
+
+def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | None:
+    """The run readers see now, when it started after `run_id` did (so must not be replaced)."""
+    current = conn.execute(sa.text(f"SELECT run_id FROM {tables.pointer} WHERE view_name = :v"), {"v": tables.view}).scalar()
+    if current is None or current == run_id:
+        return None
+    started = dict(conn.execute(
+        sa.text(f"SELECT run_id, started_at FROM {tables.runs} WHERE run_id IN (:a, :b)"), {"a": current, "b": run_id}
+    ).all())
+    mine, theirs = str(started.get(run_id) or ""), str(started.get(current) or "")
+    return current if mine and theirs and theirs > mine else None
+
+
 def publish_recommendations(
-    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int
+    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int,
+    on_switch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
-    time) and switch readers to it, in one transaction; then retire old runs."""
+    time) and switch readers to it, in one transaction; then retire old runs.
+
+    Publishers are serialised (`_take_publisher_lock`); a run never replaces one that started
+    after it (StalePublishError). `on_switch` (e.g. promoting the model in the registry) runs
+    under the same lock just before COMMIT: if it fails, readers keep the previous run."""
     apply_schema(engine, tables)
     postgres = engine.dialect.name == "postgresql"
     now = utcnow()
@@ -342,6 +422,11 @@ def publish_recommendations(
 
     parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)
     with engine.begin() as conn:
+        _take_publisher_lock(conn, tables)
+        if newer := _newer_run_shown(conn, tables, run_id):
+            raise StalePublishError(
+                f"run {run_id} not published: readers already see run {newer}, which started after it"
+            )
         if postgres:
             written = _load_partition(conn, tables, run_id, parts)
         else:
@@ -351,13 +436,15 @@ def publish_recommendations(
             "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
         ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
         conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
+        if on_switch is not None:
+            on_switch()
     log.info("published %d rows of run %s; readers of %s now see it", written, run_id, tables.view)
-    # after the switch, in a transaction of its own: retiring waits for readers of the old runs
-    # (dropping a partition locks it) and must not hold up the switch; the next publish retries
+    # after the switch, in a transaction of its own: dropping a partition queues readers behind
+    # it, so it waits at most RETIRE_LOCK_TIMEOUT and otherwise leaves it to the next publish
     try:
         with engine.begin() as conn:
             if postgres:
-                conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{RETIRE_LOCK_TIMEOUT}'")
             retired = _retire_old_runs(conn, tables, run_id, retain_runs)
     except sa.exc.OperationalError as error:
         log.warning("old runs not retired this time (the next publish retries): %s", error.orig)

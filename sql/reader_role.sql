@@ -1,5 +1,5 @@
 -- PostgreSQL only: a read-only role for downstream applications. It may read the reader view
--- and the run table, nothing else; grant it to the apps' login roles
+-- and the safe view of the run table, nothing else; grant it to the apps' login roles
 -- (GRANT {reader_role} TO app_user). Applied with the schema, idempotently.
 DO $$
 BEGIN
@@ -10,4 +10,6 @@ BEGIN
 END
 $$;
 GRANT SELECT ON {current_view} TO {reader_role};
-GRANT SELECT ON {runs_table} TO {reader_role};
+GRANT SELECT ON {runs_public} TO {reader_role};
+-- earlier versions granted the whole run table (its source_uri column names hosts)
+REVOKE ALL ON {runs_table} FROM {reader_role};

@@ -107,10 +107,13 @@ def test_postgres_reader_role_can_read_the_view_and_nothing_else(postgres_url):
     with engine.connect() as conn:
         conn.exec_driver_sql(f"SET ROLE {tables.reader_role}")
         assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.view}").scalar() == 6
-        assert conn.exec_driver_sql(f"SELECT status FROM {tables.runs}").scalar() == "published"
-        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
-            conn.exec_driver_sql(f"DELETE FROM {tables.results}")
-        conn.rollback()
+        assert conn.exec_driver_sql(f"SELECT status FROM {tables.runs_public}").scalar() == "published"
+        assert "source_uri" not in conn.exec_driver_sql(f"SELECT * FROM {tables.runs_public}").keys()
+        for forbidden in (f"DELETE FROM {tables.results}", f"SELECT source_uri FROM {tables.runs}"):
+            with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                conn.exec_driver_sql(forbidden)
+            conn.rollback()
+            conn.exec_driver_sql(f"SET ROLE {tables.reader_role}")
     engine.dispose()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from recsys_tasks import registry, results_db
-from recsys_tasks.errors import ArtifactNotFoundError, PublishError
+from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
 from recsys_tasks.stages.context import RunContext
@@ -63,12 +63,21 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
     if not shards or indexes != list(range(expected)):
         raise PublishError(f"refusing to publish run {run.run_id}: shards {indexes} of {expected} present")
     frames = (run.store.read_frame(s["key"]) for s in sorted(shards, key=lambda s: s["index"]))  # one at a time
-    outcome = results_db.publish_recommendations(run.engine, run.tables, run.run_id, frames, run.config.retain_runs)
+
+    def promote() -> None:  # under the publisher lock, so the DB switch and the registry agree
+        registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
+
+    try:
+        outcome = results_db.publish_recommendations(
+            run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote
+        )
+    except StalePublishError as exc:
+        run.record("superseded", message=str(exc))
+        raise
     run.record(
         "published", model_version=model_version, rows_written=outcome["rows_written"],
         users=sum(s["users"] for s in shards), published_at=results_db.utcnow(),
     )
-    registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
     return {"model_version": model_version, **outcome}
@@ -77,7 +86,7 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
 def mark_failed(run: RunContext, message: str) -> None:
     """Record a crash in the run table unless the run already ended with its own verdict."""
     current = results_db.get_run(run.db, run.tables, run.run_id)
-    if current and current["status"] in {"failed_validation", "rejected", "published"}:
+    if current and current["status"] in {"failed_validation", "rejected", "published", "superseded"}:
         return
     run.record("failed", message=message[:2000])
 
