@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from test_publish_atomicity import big_run, snapshot
 
 from recsys_tasks import results_db
 from recsys_tasks.config import config_from_env
 from recsys_tasks.errors import StalePublishError
-from test_publish_atomicity import big_run, snapshot
 
 
 @pytest.fixture()
@@ -125,7 +125,7 @@ def test_publishers_in_order_both_publish_one_after_the_other(pg):
     second.start()
     first.join(60)
     second.join(60)
-    (a_in, _, a_out), (b_in, _, _) = spans["run-a"], spans["run-b"]
+    (_, _, a_out), (b_in, _, _) = spans["run-a"], spans["run-b"]
     assert b_in > a_out, "the second publisher switched while the first held the lock"
     assert [tuple(r)[:2] for r in snapshot(engine, tables)] == [("run-b", 3000)]
 
