@@ -189,6 +189,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    from recsys_tasks.erasure import forget_users
+
+    outcome = forget_users(_config(), args.user_ids)
+    print(json.dumps(outcome, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="library logs (Great Expectations too) and tracebacks")
@@ -236,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")
     show.set_defaults(func=cmd_show)
+
+    forget = sub.add_parser("forget-user", help="erase users from published rows and every retained artifact")
+    forget.add_argument("user_ids", nargs="+", metavar="USER_ID")
+    forget.set_defaults(func=cmd_forget_user)
 
     runs = sub.add_parser("runs", help="recent runs: status, model, key metrics, reason")
     runs.add_argument("--limit", type=int, default=20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,10 @@ import sqlalchemy as sa
 from recsys_tasks import results_db
 from recsys_tasks.artifacts import ArtifactStore, run_key
 from recsys_tasks.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+PENDING_STATUS = "pending_status"  # run verdicts that could not reach the results database yet
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,22 @@ class RunContext:
 
     @cached_property
     def db(self) -> sa.Engine:
-        """The results database with its tables and view in place (the DDL runs once per context)."""
+        """The results database with its tables and view in place (checked once per context),
+        and the verdicts that waited for it while it was down written."""
         results_db.apply_schema(self.engine, self.tables)
+        self._flush_pending(self.engine)
         return self.engine
+
+    def record_later(self, status: str, message: str) -> None:
+        """This run's verdict, kept in the artifact store until the results database is back."""
+        self.store.write_json(f"{PENDING_STATUS}/{self.key}.json", {"run_id": self.run_id, "status": status, "message": message})
+
+    def _flush_pending(self, engine: sa.Engine) -> None:
+        for key in self.store.list(PENDING_STATUS):
+            pending = self.store.read_json(key)
+            results_db.record_run(engine, self.tables, pending["run_id"], pending["status"], message=pending["message"])
+            self.store.delete(key)
+            log.info("recorded the verdict of run %s, kept while the results database was down", pending["run_id"])
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

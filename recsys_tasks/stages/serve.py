@@ -6,9 +6,10 @@ import logging
 import time
 
 import numpy as np
+import sqlalchemy as sa
 import torch
 
-from recsys_tasks import registry, results_db
+from recsys_tasks import registry, results_db, retention
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
@@ -80,13 +81,21 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
     )
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
+    # run artifacts (a copy of the log, user-keyed sequences) follow the published runs' retention
+    outcome["artifacts_pruned"] = retention.apply_retention(run.store, run.db, run.tables, run.config.retain_runs)["removed"]
     return {"model_version": model_version, **outcome}
 
 
 def mark_failed(run: RunContext, message: str) -> None:
-    """Record a crash in the run table unless the run already ended with its own verdict."""
-    current = results_db.get_run(run.db, run.tables, run.run_id)
-    if current and current["status"] in {"failed_validation", "rejected", "published", "superseded"}:
-        return
-    run.record("failed", message=message[:2000])
-
+    """Record a crash in the run table unless the run already ended with its own verdict.
+    With the results database unreachable the verdict waits in the artifact store and is
+    written by the next run context that reaches the database."""
+    try:
+        current = results_db.get_run(run.db, run.tables, run.run_id)
+        if current and current["status"] in {"failed_validation", "rejected", "published", "superseded"}:
+            return
+        run.record("failed", message=message[:2000])
+    except sa.exc.DBAPIError as error:
+        run.record_later("failed", message[:2000])
+        log.error("results database unreachable (%s): run %s failed: %s; recorded once the database is back",
+                  error.orig, run.run_id, message)
