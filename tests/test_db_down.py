@@ -8,10 +8,10 @@ import threading
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from test_publish_atomicity import big_run, snapshot
 
 from recsys_tasks import results_db, stages
 from recsys_tasks.config import config_from_env
-from test_publish_atomicity import big_run, snapshot
 
 
 class Proxy:
@@ -101,7 +101,7 @@ def test_db_cut_mid_publish_keeps_readers_on_the_previous_run_and_records_the_fa
     back = Proxy(port=proxy.port)  # the database is reachable again
     try:
         later = stages.RunContext(run_id="run-3", config=config)
-        later.db  # the next run (or CLI call) to reach the database writes what waited
+        assert later.db is not None  # the next run (or CLI call) to reach the database writes what waited
         record = results_db.get_run(direct, later.tables, "run-2")
         assert record["status"] == "failed" and "connection lost" in record["message"]
         assert later.store.list("pending_status") == []
