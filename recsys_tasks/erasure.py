@@ -240,14 +240,14 @@ def _forget_in_artifacts(store: ArtifactStore, ids: list[str], pattern: re.Patte
 def _final_scan(store: ArtifactStore, ids: list[str], pattern: re.Pattern) -> dict[str, Any]:
     """Read every object again: what the erasure would still change is a remaining mention."""
     remaining, binary = [], []
-    needles = [u.encode() for u in ids]
+    raw = re.compile(pattern.pattern.encode())  # the same whole-id match, over bytes
     keys = store.list()
     for key in keys:
         data = store.read_bytes(key)
         new, kind, _ = _erase(key, data, ids, pattern)
         if new is not None:
             remaining.append(key)
-        elif kind == "binary" and any(n in data for n in needles):
+        elif kind == "binary" and raw.search(data):
             binary.append(key)
     return {"scanned": len(keys), "remaining": remaining, "binary": binary}
 
