@@ -11,12 +11,25 @@ A failed validation or a rejected model stops the run before anything is publish
 readers keep the previous run. Trigger with parameters from the UI ("Trigger DAG" with
 config) or `recsys run --param top_k=20 --param epochs=5`.
 
+**Schedule.** 02:00 UTC every day, unless the operator sets `RECSYS_SOURCE_ASSET` to the URI
+of the Asset that the interaction log's producer updates (for example
+`s3://events/interactions`): the nightly then runs whenever that Asset gets a new event (a
+producer DAG with it as an outlet, or `POST /api/v2/assets/events` from the system that
+writes the log). The variable is read where DAG files are parsed (the DAG processor).
+
+**Assets.** A successful publish updates `recommendations_current`
+(`recsys://recommendations/current`); downstream DAGs schedule on it (see
+`recsys_downstream_example`). pretrain/finetune run on the `RECSYS_GPU_QUEUE` queue
+(`gpu` in docker-compose).
+
 The run table (`recsys_runs`) says where each run got to and why it stopped.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+import os
+
+from airflow.sdk import Asset, dag, task
 
 from recsys_tasks.airflow_adapter import (
     GPU_POOL,
@@ -28,10 +41,15 @@ from recsys_tasks.airflow_adapter import (
     serve_tasks,
 )
 
+# Declared by name and URI in every DAG that publishes or reads it: downstream DAGs live in
+# other repositories and refer to the Asset the same way.
+RECOMMENDATIONS = Asset(name="recommendations_current", uri="recsys://recommendations/current")
+SOURCE_ASSET = os.environ.get("RECSYS_SOURCE_ASSET", "").strip()
+
 
 @dag(
     dag_id="recsys_nightly",
-    schedule="0 2 * * *",
+    schedule=Asset(SOURCE_ASSET) if SOURCE_ASSET else "0 2 * * *",
     tags=["recsys", "nightly"],
     doc_md=__doc__,
     **dag_settings(),
@@ -53,7 +71,7 @@ def recsys_nightly():
     encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
     trained = finetune(extracted, prepared, encoder)
     blessed = gate(trained, evaluate(prepared, trained))
-    serve_tasks(prepared, trained, after=blessed)
+    serve_tasks(prepared, trained, after=blessed, outlets=[RECOMMENDATIONS])
 
 
 recsys_nightly()
