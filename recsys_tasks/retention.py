@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 LATEST_ENCODER = "encoders/LATEST.json"  # as stages.learn writes it (not imported: that pulls in torch)
 # statuses a run ends in; any other status means it is still running (or died without a word)
-FINAL_STATUSES = frozenset({"published", "failed_validation", "rejected", "failed"})
+FINAL_STATUSES = frozenset({"published", "failed_validation", "rejected", "failed", "superseded"})
 
 
 def runs_to_keep(engine: sa.Engine, tables: Tables, retain_runs: int) -> dict[str, str | None]:
