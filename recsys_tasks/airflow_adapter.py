@@ -112,11 +112,25 @@ def _metastore_connection_uri(conn_id: str) -> str | None:
 
 def config_for(params: dict[str, Any]) -> PipelineConfig:
     """The run's config: environment, then the `recsys_db` connection (when RECSYS_DB_URL is
-    unset), then the params. Raises ConfigError for a bad param."""
+    unset), then the params. Raises ConfigError for a bad param. Every password in it is
+    registered with Airflow's secrets masker, so task logs (tracebacks included) show ***."""
     config = config_from_env()
     if "RECSYS_DB_URL" not in os.environ and (db_url := _connection_db_url()):
         config = dataclasses.replace(config, db_url=db_url)
-    return with_params(config, params)
+    config = with_params(config, params)
+    _mask_passwords(config.db_url, config.source_uri, config.items_uri)
+    return config
+
+
+def _mask_passwords(*urls: str | None) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from airflow.sdk.log import mask_secret
+
+    for url in urls:
+        if url and "://" in url and (password := urlsplit(url).password):
+            mask_secret(password)
+            mask_secret(unquote(password))
 
 
 def call(stage: str, *args: Any, **kwargs: Any) -> Any:

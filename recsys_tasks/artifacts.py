@@ -32,6 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 import pandas as pd
 
 from recsys_tasks.errors import ArtifactNotFoundError, RecsysError
+from recsys_tasks.redact import redact_obj
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,8 @@ class ArtifactStore:
         return Deleted(len(keys), sum(found.values()))
 
     def write_json(self, key: str, value: Any) -> str:
-        return self.write_bytes(key, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
+        """JSON artifacts (configs, lineage, reports) never hold a credential: URLs are masked."""
+        return self.write_bytes(key, json.dumps(redact_obj(value, urls_only=True), indent=2, sort_keys=True, default=str).encode())
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))

@@ -32,14 +32,22 @@ def redact(text: str) -> str:
     return _KEY_VALUE.sub(lambda m: f"{m['key']}{m['sep']}{MASK}", text)
 
 
-def redact_obj(value: Any) -> Any:
-    """`redact` applied to every string in a JSON-like structure (dicts, lists, tuples)."""
+def redact_url_passwords(text: str) -> str:
+    """Only `scheme://user:password@` masked: safe on data (item ids) that free text rules could alter."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text) if "://" in text else text
+
+
+def redact_obj(value: Any, urls_only: bool = False) -> Any:
+    """`redact` applied to every string in a JSON-like structure (dicts, lists, tuples);
+    `urls_only` masks URL passwords and secret-named keys only, leaving other text as it is."""
     if isinstance(value, str):
-        return redact(value)
+        return redact_url_passwords(value) if urls_only else redact(value)
     if isinstance(value, dict):
-        return {k: MASK if _is_secret_key(k) and isinstance(v, str) and v else redact_obj(v) for k, v in value.items()}
+        return {
+            k: MASK if _is_secret_key(k) and isinstance(v, str) and v else redact_obj(v, urls_only) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return type(value)(redact_obj(v) for v in value)
+        return type(value)(redact_obj(v, urls_only) for v in value)
     return value
 
 
