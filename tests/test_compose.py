@@ -1,0 +1,232 @@
+"""docker-compose.yml: the services a deployment needs, GPU routing, health, and no secrets in the file.
+
+No Docker here: the file is parsed with PyYAML and its `${...}` references are resolved the
+way compose resolves them, against the variables `.env.example` lists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_TEXT = (REPO / "docker-compose.yml").read_text()
+ENV_EXAMPLE = (REPO / ".env.example").read_text()
+
+REQUIRED_SERVICES = {
+    "postgres", "redis", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+    "airflow-init", "airflow-worker", "airflow-worker-gpu", "minio", "minio-init", "flower",
+}
+ONE_SHOT = {"airflow-init", "minio-init"}
+AIRFLOW_SERVICES = {s for s in REQUIRED_SERVICES if s.startswith("airflow-")} | {"flower"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY|TOKEN|BASIC_AUTH|FERNET", re.IGNORECASE)
+KNOWN_DEFAULTS = ("admin:admin", "airflow:airflow", "minioadmin", "minio-secret", "change-me", "change_me", "changeme")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution: $$, ${VAR}, ${VAR:-default}, ${VAR-default},
+    ${VAR:?error}, ${VAR?error}, nested. A bare $VAR is refused: compose would fill it from
+    the host's environment, which is never what a command inside a container means."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            depth, j = 1, i + 2
+            while depth:  # to the matching brace: defaults may hold ${...} of their own
+                if text.startswith("${", j):
+                    depth, j = depth + 1, j + 2
+                    continue
+                depth -= text[j] == "}"
+                j += 1
+            out.append(_substitute(text[i + 2 : j - 1], env))
+            i = j
+        elif re.match(r"\$[A-Za-z_]", text[i:]):
+            raise ValueError(f"bare variable at {text[i:i + 30]!r}: write $$ for the container's shell")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def _substitute(body: str, env: dict[str, str]) -> str:
+    name, op, rest = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(:?[-?+]?)(.*)", body, re.S).groups()
+    value = env.get(name)
+    unset = value is None or (op.startswith(":") and value == "")
+    if op in {":?", "?"} and unset:
+        raise KeyError(f"{name}: {interpolate(rest, env)}")
+    if op in {":-", "-"} and unset:
+        return interpolate(rest, env)
+    return value or ""
+
+
+def interpolate_model(node, env: dict[str, str]):
+    """Compose interpolates the values of the parsed file (never its comments or keys)."""
+    if isinstance(node, dict):
+        return {key: interpolate_model(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate_model(value, env) for value in node]
+    return interpolate(node, env) if isinstance(node, str) else node
+
+
+def strings(node):
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+RAW = yaml.safe_load(COMPOSE_TEXT)  # what is written in the file, anchors merged, before interpolation
+
+
+def env_example() -> dict[str, str]:
+    """The assignments of .env.example (commented-out optional ones excluded)."""
+    pairs = (line.split("=", 1) for line in ENV_EXAMPLE.splitlines() if re.match(r"^[A-Z_][A-Z0-9_]*=", line))
+    return {name: value for name, value in pairs}
+
+
+def required_variables() -> set[str]:
+    return {name for text in strings(RAW) for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", text)}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    """The compose model as docker compose would see it with every .env.example variable set."""
+    env = {name: f"value-of-{name.lower()}" for name in env_example()}
+    return interpolate_model(RAW, env)
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    return env if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
+
+
+def test_required_services_present(compose):
+    assert REQUIRED_SERVICES <= set(compose["services"])
+    assert compose["services"]["flower"]["profiles"] == ["flower"]
+
+
+def test_compose_refuses_to_start_without_each_secret():
+    env = {name: "x" for name in env_example()}
+    for name in required_variables():
+        with pytest.raises(KeyError, match=name):
+            interpolate_model(RAW, {k: v for k, v in env.items() if k != name})
+
+
+def test_env_example_lists_every_required_variable_and_no_secret_values():
+    listed = env_example()
+    assert required_variables() - set(listed) == set(), "add these to .env.example"
+    for name, value in listed.items():
+        if SECRET_NAME.search(name) or name in {"MINIO_ROOT_USER", "AIRFLOW_ADMIN_USERNAME"}:
+            assert value == "", f".env.example must leave {name} empty (say how to generate it instead)"
+    assert not any(default in ENV_EXAMPLE.lower() for default in KNOWN_DEFAULTS)
+
+
+def test_no_literal_secrets_in_the_compose_file():
+    for default in KNOWN_DEFAULTS:
+        assert default not in COMPOSE_TEXT.lower(), default
+    # a secret-looking variable never has a default value to fall back on
+    assert not re.findall(r"\$\{\w*(?:PASSWORD|SECRET|KEY|AUTH)\w*:?-", COMPOSE_TEXT)
+    for name, service in RAW["services"].items():
+        for key, value in environment(service).items():
+            value = str(value)
+            if SECRET_NAME.search(key) and not key.endswith("_FILE"):
+                assert re.fullmatch(r"(\$\{[^}]+\}[^$]*)+", value), f"{name}: {key} must come from .env"
+            for password in re.findall(r"://[^:/@\s]+:([^@\s]+)@", value):  # user:password@ in a URL
+                assert password.startswith("${"), f"{name}: {key} has a literal password"
+            for password in re.findall(r'"(?:password|secret)"\s*:\s*"([^"]*)"', value):  # JSON connections
+                assert password.startswith("${"), f"{name}: {key} has a literal password"
+
+
+def test_gpu_worker_consumes_queue_gpu_with_a_reserved_gpu(compose):
+    gpu = compose["services"]["airflow-worker-gpu"]
+    command = gpu["command"]
+    assert command[:3] == ["airflow", "celery", "worker"]
+    assert command[command.index("--queues") + 1] == "gpu"
+    assert command[command.index("--concurrency") + 1] == "1"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert gpu["shm_size"]
+    # the same Dockerfile, with the CUDA build of the same torch
+    assert gpu["build"]["context"] == "."
+    assert re.search(r"download\.pytorch\.org/whl/cu\d+", gpu["build"]["args"]["TORCH_INDEX_URL"])
+    assert gpu["image"] != compose["services"]["airflow-worker"]["image"]
+    cpu = compose["services"]["airflow-worker"]["command"]
+    assert cpu[cpu.index("--queues") + 1] == "default"
+
+
+def test_dockerfile_builds_from_the_pinned_requirements():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    requirements = (REPO / "requirements.txt").read_text()
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile
+    assert "pip install -r requirements.txt" in dockerfile
+    assert re.search(r"^torch==2\.13\.0$", requirements, re.M)
+    assert re.search(r"^apache-airflow-providers-celery==", requirements, re.M)
+
+
+def test_every_airflow_service_routes_training_to_the_gpu_queue(compose):
+    for name in AIRFLOW_SERVICES:
+        env = environment(compose["services"][name])
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert (env["RECSYS_GPU_QUEUE"], env["RECSYS_GPU_POOL"]) == ("gpu", "gpu"), name
+
+
+def test_workers_get_connections_from_the_environment_and_their_own_s3_keys(compose):
+    for name in ("airflow-worker", "airflow-worker-gpu"):
+        env = environment(compose["services"][name])
+        assert env["AIRFLOW_CONN_RECSYS_DB"].startswith("postgresql://recsys:")
+        assert '"conn_type": "aws"' in env["AIRFLOW_CONN_AWS_DEFAULT"]
+        assert env["AWS_ACCESS_KEY_ID"] == "value-of-recsys_s3_access_key"  # not the MinIO root user
+        assert env["RECSYS_ARTIFACT_ROOT"].startswith("s3://")
+    init = compose["services"]["minio-init"]["command"][0]
+    assert "mc mb" in init and "mc admin user add" in init and "mc admin policy attach" in init
+
+
+def test_long_running_services_have_healthchecks_and_restart_policies(compose):
+    for name, service in compose["services"].items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no", name
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") in {"always", "unless-stopped"}, f"{name} has no restart policy"
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        waits_for = compose["services"][name]["depends_on"]
+        assert waits_for["postgres"]["condition"] == "service_healthy", name
+        assert "airflow-init" in waits_for or "airflow-apiserver" in waits_for, name
+
+
+def test_init_service_migrates_creates_pools_and_the_admin_from_the_environment(compose):
+    init = compose["services"]["airflow-init"]
+    script = " ".join(init["command"])
+    assert "airflow db migrate" in script and "airflow pools set gpu" in script
+    raw_env = environment(RAW["services"]["airflow-init"])
+    assert raw_env["AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
+
+
+def test_postgres_init_creates_one_role_per_database_without_literal_passwords(compose):
+    mounts = compose["services"]["postgres"]["volumes"]
+    assert any(m.startswith("./sql/docker-init.sql:/docker-entrypoint-initdb.d/") for m in mounts)
+    sql = (REPO / "sql" / "docker-init.sql").read_text()
+    for statement in ("CREATE ROLE airflow LOGIN", "CREATE ROLE recsys LOGIN", "CREATE ROLE recsys_reader NOLOGIN",
+                      "CREATE DATABASE airflow OWNER airflow", "CREATE DATABASE recsys OWNER recsys"):
+        assert statement in sql
+    code = re.sub(r"--.*", "", sql)
+    assert not re.search(r"PASSWORD\s+'", code), "passwords come from the environment (\\getenv), not the file"
+    assert "PASSWORD :'airflow_password'" in code and "\\getenv airflow_password AIRFLOW_DB_PASSWORD" in code
+
+
+def test_interpolation_matches_compose_rules():
+    env = {"A": "1", "EMPTY": ""}
+    assert interpolate("$${HOSTNAME} ${A} ${B:-x${A}} ${EMPTY:-d} ${EMPTY-d}", env) == "${HOSTNAME} 1 x1 d "
+    with pytest.raises(KeyError, match="set B"):
+        interpolate("${B:?set B}", env)
+    with pytest.raises(ValueError):
+        interpolate("echo $A", env)
