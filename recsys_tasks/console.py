@@ -1,0 +1,358 @@
+"""What the operators' page in the Airflow UI shows: runs, quality over time, the model
+registry, and one user's or one item's published lists.
+
+Plain data (dicts and lists) read through `results_db`, `registry` and the artifact store,
+plus one inline SVG chart. The Airflow plugin in `plugins/` renders it and decides who may see
+or change what; nothing here knows Airflow. Reading never writes: the page works on a
+deployment that has not run yet. The only writes are `promote` and `rollback`, which call the
+registry exactly as `recsys models promote/rollback` do.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import posixpath
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from threading import Lock
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from recsys_tasks import registry, results_db
+from recsys_tasks.artifacts import ArtifactStore, run_key
+from recsys_tasks.config import PipelineConfig
+from recsys_tasks.errors import ArtifactNotFoundError
+from recsys_tasks.redact import redact
+from recsys_tasks.report import SCORER_ORDER
+from recsys_tasks.validation import describe
+
+OUTCOMES_TABLE = "recsys_outcomes"
+SIMILAR_VIEW = "similar_items_current"
+FALLBACK_TABLE = "recommendations_fallback"
+SERVED_ARTIFACTS = ("data_docs/", "report/")  # what of a run's folder the page may hand out
+SERIES = {"model": "candidate", "production": "production", "ease": "EASE", "item_knn": "item-kNN", "popularity": "popularity"}
+COLOURS = {"model": "#1f6feb", "production": "#2da44e", "ease": "#bf8700", "item_knn": "#8250df", "popularity": "#8c959f"}
+
+
+@dataclass
+class Deployment:
+    """One deployment's results database and artifact store, opened lazily and shared by requests."""
+
+    config: PipelineConfig
+
+    @cached_property
+    def engine(self) -> sa.Engine:
+        return results_db.make_engine(self.config.db_url)
+
+    @cached_property
+    def tables(self) -> results_db.Tables:
+        return results_db.Tables.from_config(self.config)
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.config.artifact_root)
+
+    def has(self, name: str) -> bool:
+        """Whether a table or view exists (a fresh deployment has none)."""
+        return sa.inspect(self.engine).has_table(name)
+
+    def columns(self, name: str) -> list[str]:
+        return [c["name"] for c in sa.inspect(self.engine).get_columns(name)]
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        return self.store.read_json(key) if self.store.exists(key) else None
+
+    def current_run(self) -> str | None:
+        return results_db.current_run_id(self.engine, self.tables) if self.has(self.tables.pointer) else None
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+def when(value: Any) -> str:
+    """A timestamp as `2026-11-23 20:48 UTC` (SQLite hands back ISO text, PostgreSQL datetimes)."""
+    if value in (None, ""):
+        return ""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp  # the pipeline stores UTC, with or without the zone
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def reasons(text: str | None) -> list[str]:
+    """The gate's `a; b; c` split into its clauses (a `;` inside parentheses stays put)."""
+    out, depth, current = [], 0, ""
+    for char in text or "":
+        depth += (char == "(") - (char == ")")
+        if char == ";" and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [r for r in [*out, current.strip()] if r]
+
+
+def _scores(metrics: dict[str, Any], metric: str) -> dict[str, float]:
+    return {name: metrics[name][metric] for name in SERIES if metric in (metrics.get(name) or {})}
+
+
+def _churn(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    published = metrics.get("published") or {}
+    if not published.get("users"):
+        return None
+    k = published["k"]
+    return {"k": k, "churn": published[f"churn@{k}"], "overlap": published[f"overlap@{k}"], "users": published["users"]}
+
+
+def runs(dep: Deployment, limit: int = 30, metric: str = "NDCG@10") -> list[dict[str, Any]]:
+    """Recent runs, newest first: status, gate verdict, key metric, rows published, churn."""
+    if not dep.has(dep.tables.runs):
+        return []
+    current = dep.current_run()
+    out = []
+    for row in results_db.recent_runs(dep.engine, dep.tables, limit):
+        metrics = row["metrics"] or {}
+        scores = _scores(metrics, metric)
+        baselines = {n: v for n, v in scores.items() if n not in ("model", "production")}
+        out.append({
+            "run_id": row["run_id"], "key": run_key(row["run_id"]), "status": row["status"],
+            "current": row["run_id"] == current, "started": when(row.get("started_at")),
+            "model_version": row.get("model_version"), "rows_written": row.get("rows_written"),
+            "candidate": scores.get("model"), "production": scores.get("production"),
+            "best_baseline": max(baselines.items(), key=lambda kv: kv[1]) if baselines else None,
+            "churn": _churn(metrics), "reasons": reasons(row.get("message")),
+        })
+    return out
+
+
+def run_detail(dep: Deployment, run_id: str) -> dict[str, Any] | None:
+    """Everything about one run: metrics per scorer, the gate's reasons, validation, timings."""
+    record = results_db.get_run(dep.engine, dep.tables, run_id) if dep.has(dep.tables.runs) else None
+    if record is None:
+        return None
+    key = run_key(run_id)
+    metrics = record["metrics"] or (dep.read_json(f"runs/{key}/evaluation.json") or {})
+    scorers = [n for n in SCORER_ORDER if isinstance(metrics.get(n), dict) and n != "published"]
+    gate = dep.read_json(f"runs/{key}/gate.json")
+    validation = dep.read_json(f"runs/{key}/validation.json")
+    timings = results_db.stage_timings(dep.engine, dep.tables, run_id) if dep.has(dep.tables.stages) else []
+    longest = max((t["seconds"] or 0 for t in timings), default=0) or 1
+    return {
+        "run_id": run_id, "key": key, "status": record["status"], "current": run_id == dep.current_run(),
+        "started": when(record.get("started_at")), "updated": when(record.get("updated_at")),
+        "published": when(record.get("published_at")), "model_version": record.get("model_version"),
+        "rows_written": record.get("rows_written"), "users": record.get("users"), "items": record.get("items"),
+        "source": redact(record.get("source_uri") or ""), "message": record.get("message"),
+        "scorers": [SERIES.get(n, n) for n in scorers],
+        "metrics": [(m, [metrics[n].get(m) for n in scorers]) for m in (metrics.get("model") or {})],
+        "eval_users": metrics.get("eval_users"), "production_version": metrics.get("production_version"),
+        "churn": _churn(metrics),
+        "gate": {"blessed": gate["blessed"], "reasons": reasons(gate["reason"])} if gate else None,
+        "validation": {
+            "passed": validation["passed"], "rows": validation.get("rows"), "checks": len(validation.get("checks", [])),
+            "failures": [describe(c) for c in validation.get("failures", [])],
+            "warnings": [describe(c) for c in validation.get("warnings", [])],
+        } if validation else None,
+        "data_docs": dep.store.exists(f"runs/{key}/data_docs/index.html"),
+        "report_plot": dep.store.exists(f"runs/{key}/report/evaluation.png"),
+        "timings": [{**t, "share": (t["seconds"] or 0) / longest} for t in timings],
+    }
+
+
+def run_artifact(dep: Deployment, key: str, path: str) -> bytes:
+    """A file of a run's Data Docs or report; nothing else of the artifact root is reachable."""
+    clean = posixpath.normpath(path)
+    if key != run_key(key) or clean.startswith(("/", "..")) or not clean.startswith(SERVED_ARTIFACTS):
+        raise ArtifactNotFoundError(f"not a published artifact: runs/{key}/{path}")
+    return dep.store.read_bytes(f"runs/{key}/{clean}")
+
+
+def quality(dep: Deployment, metric: str = "NDCG@10", limit: int = 60) -> list[dict[str, Any]]:
+    """Offline `metric` of every scorer, per evaluated run, oldest first."""
+    if not dep.has(dep.tables.runs):
+        return []
+    rows = reversed(results_db.recent_runs(dep.engine, dep.tables, limit))
+    return [
+        {"run_id": r["run_id"], "key": run_key(r["run_id"]), "status": r["status"], "started": when(r.get("started_at")),
+         "model_version": r.get("model_version"), "scores": _scores(r["metrics"], metric)}
+        for r in rows if (r["metrics"] or {}).get("model", {}).get(metric) is not None
+    ]
+
+
+def quality_svg(history: list[dict[str, Any]], metric: str = "NDCG@10", width: int = 880, height: int = 300) -> str:
+    """A line per scorer across runs; rejected candidates drawn hollow. Inline SVG, no script."""
+    if not history:
+        return ""
+    left, right, top, bottom = 56, 130, 16, 40
+    names = [n for n in SERIES if any(n in h["scores"] for h in history)]
+    drawn = sorted(names, key=lambda n: n == "model")  # the candidate last, on top of any line it ties with
+    top_value = max(v for h in history for v in h["scores"].values()) * 1.1 or 1.0
+    step = (width - left - right) / max(len(history) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (i * step if len(history) > 1 else (width - left - right) / 2)
+
+    def y(v: float) -> float:
+        return top + (height - top - bottom) * (1 - v / top_value)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{html.escape(metric)} per run">']
+    for i in range(5):
+        v = top_value * i / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+    for i in range(len(history)):
+        parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">{i + 1}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle">run (oldest first)</text>')
+    for name in drawn:
+        colour, points = COLOURS[name], [(i, h) for i, h in enumerate(history) if name in h["scores"]]
+        path = " ".join(f"{x(i):.1f},{y(h['scores'][name]):.1f}" for i, h in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for i, h in points:
+            hollow = name == "model" and h["status"] not in ("published", "blessed", "evaluated")
+            tip = html.escape(f"{SERIES[name]} {h['scores'][name]:.4f}, run {h['run_id']} ({h['status']})")
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(h["scores"][name]):.1f}" r="4" stroke="{colour}" '
+                         f'stroke-width="2" fill="{"#fff" if hollow else colour}"><title>{tip}</title></circle>')
+    for row, name in enumerate(names):
+        colour, ly = COLOURS[name], top + 8 + row * 20
+        parts.append(f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" stroke="{colour}" '
+                     f'stroke-width="3"/><text x="{width - right + 38}" y="{ly + 4}">{SERIES[name]}</text>')
+    return "".join([*parts, "</svg>"])
+
+
+def outcomes(dep: Deployment, limit: int = 200) -> dict[str, Any] | None:
+    """Realised outcomes of published lists, when the outcomes table exists (else None)."""
+    if not dep.has(OUTCOMES_TABLE):
+        return None
+    columns = dep.columns(OUTCOMES_TABLE)
+    order = next((c for c in ("measured_at", "computed_at", "updated_at", "created_at", "published_at") if c in columns),
+                 "run_id" if "run_id" in columns else columns[0])
+    with dep.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT * FROM {OUTCOMES_TABLE} ORDER BY {order} DESC LIMIT :n"), {"n": limit}
+        ).all()
+    return {"columns": columns, "rows": [[_cell(v) for v in row] for row in rows]}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return when(value) if isinstance(value, datetime) else ("" if value is None else str(value))
+
+
+def models(dep: Deployment) -> dict[str, Any]:
+    """The registry, newest version first, with each version's lineage and its run's verdict."""
+    pointer = registry.production(dep.store)
+    status = {}
+    if dep.has(dep.tables.runs):
+        with dep.engine.connect() as conn:
+            status = dict(conn.execute(sa.text(f"SELECT run_id, status FROM {dep.tables.runs}")).all())
+    versions = []
+    for v in registry.list_versions(dep.store):
+        data = v.get("data") or {}
+        versions.append({
+            "version": v["model_version"], "production": v["production"], "created": when(v.get("created_at")),
+            "run_id": v.get("run_id"), "run_key": run_key(v["run_id"]) if v.get("run_id") else None,
+            "run_status": status.get(v.get("run_id")), "ndcg": (v.get("metrics") or {}).get("model", {}).get("NDCG@10"),
+            "source": redact(v.get("source_uri") or ""), "window": (when(data.get("first_event")), when(data.get("last_event"))),
+            "users": data.get("users", v.get("users")), "items": data.get("items", v.get("items")), "events": data.get("events"),
+            "encoder": v.get("encoder"), "device": v.get("device"), "processes": v.get("training_processes"),
+            "best_epoch": v.get("best_epoch"), "code_version": v.get("code_version"),
+        })
+    history = [*(pointer or {}).get("previous", [])][::-1]
+    return {"production": pointer, "promoted": when((pointer or {}).get("promoted_at")), "history": history, "versions": versions}
+
+
+def promote(dep: Deployment, version: str, actor: str) -> dict[str, Any]:
+    """Make `version` production, as `recsys models promote VERSION` does."""
+    return registry.promote(dep.store, version, reason=f"promoted by {actor} in the Airflow UI")
+
+
+def rollback(dep: Deployment) -> dict[str, Any]:
+    """Production back to the version before it, as `recsys models rollback` does."""
+    return registry.rollback(dep.store)
+
+
+def sample_users(dep: Deployment, n: int = 6) -> list[str]:
+    if dep.current_run() is None:
+        return []
+    with dep.engine.connect() as conn:
+        statement = sa.text(f"SELECT DISTINCT user_id FROM {dep.tables.view} ORDER BY user_id LIMIT :n")
+        return [str(u) for u in conn.execute(statement, {"n": n}).scalars()]
+
+
+def user_lookup(dep: Deployment, user_id: str, history: int = 20) -> dict[str, Any]:
+    """A user's published list (the `variant` column too, when the view has one) beside the
+    last `history` events of that user in the log the published run was trained on."""
+    run_id = dep.current_run()
+    if run_id is None:
+        return {"user_id": user_id, "run_id": None, "rows": [], "fallback": [], "history": [], "columns": []}
+    columns = ["rank", "item_id", "score", "strategy"] + (["variant"] if "variant" in dep.columns(dep.tables.view) else [])
+    with dep.engine.connect() as conn:
+        found = conn.execute(
+            sa.text(f"SELECT {', '.join(columns)}, model_version FROM {dep.tables.view} WHERE user_id = :u ORDER BY rank"),
+            {"u": user_id},
+        ).mappings().all()
+        fallback = []
+        if not found and dep.has(FALLBACK_TABLE):
+            fallback = conn.execute(
+                sa.text(f"SELECT rank, item_id, score FROM {FALLBACK_TABLE} WHERE run_id = :r ORDER BY rank"), {"r": run_id}
+            ).mappings().all()
+    return {
+        "user_id": user_id, "run_id": run_id, "columns": columns, "rows": [dict(r) for r in found],
+        "model_version": found[0]["model_version"] if found else None, "fallback": [dict(r) for r in fallback],
+        "history": recent_events(dep, run_key(run_id), user_id, history),
+    }
+
+
+_EVENTS: OrderedDict[tuple[str, str], pd.DataFrame] = OrderedDict()  # a run's log, read once per process
+_EVENTS_LOCK = Lock()
+
+
+def _events(dep: Deployment, key: str) -> pd.DataFrame | None:
+    """The run's extracted log, sorted by user (a run's artifacts never change once written)."""
+    cache_key = (dep.config.artifact_root, key)
+    with _EVENTS_LOCK:
+        if cache_key in _EVENTS:
+            _EVENTS.move_to_end(cache_key)
+            return _EVENTS[cache_key]
+    artifact = f"runs/{key}/interactions.parquet"
+    if not dep.store.exists(artifact):
+        return None
+    frame = pd.read_parquet(io.BytesIO(dep.store.read_bytes(artifact)))
+    frame = frame[[c for c in ("user_id", "item_id", "ts", "event_type", "value") if c in frame]]
+    frame = frame.assign(user_id=frame["user_id"].astype(str)).sort_values(["user_id", "ts"], kind="stable")
+    with _EVENTS_LOCK:
+        _EVENTS[cache_key] = frame.reset_index(drop=True)
+        while len(_EVENTS) > 2:
+            _EVENTS.popitem(last=False)
+    return frame
+
+
+def recent_events(dep: Deployment, key: str, user_id: str, n: int = 20) -> list[dict[str, Any]]:
+    """The user's last `n` events in a run's log, newest first."""
+    frame = _events(dep, key)
+    if frame is None:
+        return []
+    users = frame["user_id"].to_numpy()
+    lo, hi = users.searchsorted(user_id, "left"), users.searchsorted(user_id, "right")
+    last = frame.iloc[max(lo, hi - n) : hi].iloc[::-1]
+    return [{**r, "ts": when(r["ts"])} for r in last.to_dict("records")]
+
+
+def similar_items(dep: Deployment, item_id: str, limit: int = 20) -> dict[str, Any]:
+    """An item's published neighbours, when `similar_items_current` exists."""
+    if not dep.has(SIMILAR_VIEW):
+        return {"item_id": item_id, "available": False, "rows": []}
+    with dep.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(f"SELECT rank, similar_item_id, score FROM {SIMILAR_VIEW} WHERE item_id = :i ORDER BY rank LIMIT :n"),
+            {"i": item_id, "n": limit},
+        ).mappings().all()
+    return {"item_id": item_id, "available": True, "rows": [dict(r) for r in rows]}
+

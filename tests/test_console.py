@@ -1,0 +1,169 @@
+"""What the console shows, read from a small deployment seeded by hand (no Airflow, no training)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recsys_tasks import console, registry, results_db
+from recsys_tasks.artifacts import run_key
+from recsys_tasks.config import config_from_env
+from recsys_tasks.errors import ArtifactNotFoundError, RecsysError
+
+GOOD, BAD = "scheduled__2026-11-20T02:00:00+00:00", "scheduled__2026-11-21T02:00:00+00:00"
+REASON = ("NDCG@10 0.1000 <= floor 0.2000 set by the strongest baseline, ease 0.2000 (required lift +0%; also "
+          "evaluated: popularity 0.0500); NDCG@10 0.1000 < production v-1 0.1500 less 2% tolerance (0.1470); "
+          "churn@3 0.667 <= bound 0.900 over 2 users of the published run")
+
+
+def _metrics(model: float, production: float | None = None, churn: float | None = None) -> dict:
+    metrics = {"model": {"NDCG@10": model, "HR@10": 2 * model}, "ease": {"NDCG@10": 0.2, "HR@10": 0.4},
+               "popularity": {"NDCG@10": 0.05, "HR@10": 0.1}, "eval_users": 2, "production_version": None,
+               "published": None}
+    if production is not None:
+        metrics.update(production={"NDCG@10": production, "HR@10": 0.3}, production_version="v-1")
+    if churn is not None:
+        metrics["published"] = {"users": 2, "k": 3, "churn@3": churn, "overlap@3": 1 - churn,
+                                "coverage_published": 0.5, "coverage_candidate": 0.5}
+    return metrics
+
+
+@pytest.fixture()
+def dep(recsys_home):
+    """Two runs: GOOD published v-1 for users 1 and 2; BAD (v-2) was rejected against it."""
+    config = config_from_env()
+    dep = console.Deployment(config)
+    tables, store = dep.tables, dep.store
+    results_db.apply_schema(dep.engine, tables)
+    rows = pd.DataFrame({"user_id": ["1", "1", "1", "2", "2", "2"], "rank": [1, 2, 3] * 2,
+                         "item_id": ["b", "c", "d", "a", "c", "d"], "score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+                         "model_version": "v-1"})
+    results_db.record_run(dep.engine, tables, GOOD, "evaluated", metrics=_metrics(0.15))
+    results_db.publish_recommendations(dep.engine, tables, GOOD, rows, retain_runs=3)
+    results_db.record_run(dep.engine, tables, GOOD, "published", model_version="v-1", rows_written=6,
+                          published_at=results_db.utcnow(), message="NDCG@10 0.1500 > floor (a; b); no production")
+    results_db.record_run(dep.engine, tables, BAD, "rejected", model_version="v-2",
+                          metrics=_metrics(0.1, 0.15, 0.667), message=REASON)
+    for stage, seconds in (("extract", 1.0), ("finetune", 4.0), ("publish", 0.0)):
+        results_db.record_stage(dep.engine, tables, BAD, stage, "success", results_db.utcnow(), seconds)
+    bad = run_key(BAD)
+    store.write_json(f"runs/{bad}/gate.json", {"blessed": False, "model_version": "v-2", "reason": REASON})
+    store.write_json(f"runs/{bad}/validation.json", {
+        "passed": True, "rows": 9, "checks": [{}, {}], "failures": [],
+        "warnings": [{"expectation": "freshness", "column": "ts", "observed": "2026-01-01"}]})
+    store.write_bytes(f"runs/{bad}/data_docs/index.html", b"<html>docs</html>")
+    # user ids as the source had them (integers); events of user 1 at t=1..4, of user 2 at t=5
+    events = pd.DataFrame({"user_id": [1, 2, 1, 1, 1], "item_id": ["a", "b", "e", "f", "g"],
+                           "ts": pd.to_datetime([1, 5, 2, 3, 4], unit="D", utc=True), "event_type": "view", "value": 1.0})
+    store.write_frame(f"runs/{run_key(GOOD)}/interactions.parquet", events)
+    for n, (version, run) in enumerate((("v-1", GOOD), ("v-2", BAD))):
+        store.write_bytes(f"models/{version}/model.pt", b"weights")
+        store.write_json(f"models/{version}/lineage.json", {
+            "run_id": run, "created_at": f"2026-11-2{n}T02:30:00+00:00", "device": "cpu", "training_processes": 1,
+            "source_uri": "postgresql+psycopg://app:hunter2@db/x", "data": {"users": 2, "items": 7, "events": 5}})
+        store.write_json(f"models/{version}/metrics.json", _metrics(0.15 - 0.05 * n))
+    registry.promote(store, "v-1", GOOD)
+    yield dep
+    dep.close()
+
+
+def test_runs_newest_first_with_verdict_metric_and_churn(dep):
+    bad, good = console.runs(dep)
+    assert (bad["run_id"], bad["status"], bad["current"]) == (BAD, "rejected", False)
+    assert (good["status"], good["current"], good["rows_written"]) == ("published", True, 6)
+    assert bad["candidate"] == 0.1 and bad["production"] == 0.15 and bad["best_baseline"] == ("ease", 0.2)
+    assert bad["churn"] == {"k": 3, "churn": 0.667, "overlap": 1 - 0.667, "users": 2}
+    assert good["churn"] is None
+    assert len(bad["reasons"]) == 3 and bad["reasons"][0].endswith("popularity 0.0500)")  # `;` in (...) kept
+    assert good["reasons"] == ["NDCG@10 0.1500 > floor (a; b)", "no production"]
+
+
+def test_run_detail_reads_gate_validation_and_timings(dep):
+    run = console.run_detail(dep, BAD)
+    assert run["gate"] == {"blessed": False, "reasons": console.reasons(REASON)}
+    assert run["scorers"] == ["candidate", "production", "EASE", "popularity"]
+    assert dict(run["metrics"])["NDCG@10"] == [0.1, 0.15, 0.2, 0.05]
+    assert run["validation"]["passed"] and run["validation"]["warnings"] == ["freshness on ts: observed 2026-01-01"]
+    assert run["data_docs"] and not run["report_plot"]
+    assert [(t["stage"], t["share"]) for t in run["timings"]] == [("extract", 0.25), ("finetune", 1.0), ("publish", 0.0)]
+    assert console.run_detail(dep, "no such run") is None
+
+
+def test_only_data_docs_and_reports_are_served(dep):
+    key = run_key(BAD)
+    assert console.run_artifact(dep, key, "data_docs/index.html") == b"<html>docs</html>"
+    for path in ("gate.json", "data_docs/../gate.json", "../../models/PRODUCTION.json", "/etc/passwd"):
+        with pytest.raises(ArtifactNotFoundError):
+            console.run_artifact(dep, key, path)
+    with pytest.raises(ArtifactNotFoundError):
+        console.run_artifact(dep, "..", "data_docs/index.html")
+
+
+def test_quality_per_run_oldest_first_and_its_chart(dep):
+    history = console.quality(dep)
+    assert [h["run_id"] for h in history] == [GOOD, BAD]
+    assert history[1]["scores"] == {"model": 0.1, "production": 0.15, "ease": 0.2, "popularity": 0.05}
+    svg = console.quality_svg(history)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 4  # candidate, production, EASE, popularity
+    assert svg.count('fill="#fff"') == 1  # the rejected candidate is hollow
+    assert console.quality_svg([]) == ""
+
+
+def test_outcomes_only_when_the_table_exists(dep):
+    assert console.outcomes(dep) is None
+    with dep.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE recsys_outcomes (run_id TEXT, variant TEXT, strategy TEXT, ndcg_at_10 REAL)")
+        conn.exec_driver_sql(f"INSERT INTO recsys_outcomes VALUES ('{GOOD}', 'model', 'model', 0.04321)")
+    found = console.outcomes(dep)
+    assert found["columns"] == ["run_id", "variant", "strategy", "ndcg_at_10"]
+    assert found["rows"] == [[GOOD, "model", "model", "0.0432"]]
+
+
+def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
+    listed = console.models(dep)
+    assert listed["production"]["model_version"] == "v-1"
+    assert [(v["version"], v["production"], v["run_status"]) for v in listed["versions"]] == [
+        ("v-2", False, "rejected"), ("v-1", True, "published")]
+    assert "hunter2" not in listed["versions"][0]["source"]
+    assert console.promote(dep, "v-2", "ada")["reason"] == "promoted by ada in the Airflow UI"
+    assert registry.production_version(dep.store) == "v-2"
+    assert console.models(dep)["history"][0]["model_version"] == "v-1"
+    assert console.rollback(dep)["model_version"] == "v-1"
+    with pytest.raises(RecsysError):
+        console.rollback(dep)
+    with pytest.raises(RecsysError):
+        console.promote(dep, "v-404", "ada")
+
+
+def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
+    found = console.user_lookup(dep, "1", history=2)
+    assert found["run_id"] == GOOD and found["model_version"] == "v-1"
+    assert found["columns"] == ["rank", "item_id", "score", "strategy"]
+    assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [(1, "b", "model"), (2, "c", "model"), (3, "d", "model")]
+    assert [e["item_id"] for e in found["history"]] == ["g", "f"]  # the last two, newest first
+    assert found["history"][0]["ts"] == "1970-01-05 00:00 UTC"
+    nobody = console.user_lookup(dep, "404")
+    assert nobody["rows"] == [] and nobody["history"] == []
+    assert console.sample_users(dep) == ["1", "2"]
+
+
+def test_variant_and_similar_items_appear_when_published(dep):
+    with dep.engine.begin() as conn:  # a deployment whose view carries the holdout variant
+        conn.exec_driver_sql(f"DROP VIEW {dep.tables.view}")
+        conn.exec_driver_sql(f"CREATE VIEW {dep.tables.view} AS SELECT *, 'control' AS variant FROM {dep.tables.results}")
+    assert console.user_lookup(dep, "2")["rows"][0]["variant"] == "control"
+    assert console.similar_items(dep, "c") == {"item_id": "c", "available": False, "rows": []}
+    with dep.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE similar_items_current (run_id TEXT, item_id TEXT, rank INT, similar_item_id TEXT, score REAL)")
+        conn.execute(sa.text("INSERT INTO similar_items_current VALUES (:r, 'c', 2, 'x', 0.2), (:r, 'c', 1, 'd', 0.3)"), {"r": GOOD})
+    assert [r["similar_item_id"] for r in console.similar_items(dep, "c")["rows"]] == ["d", "x"]
+
+
+def test_a_fresh_deployment_shows_nothing_and_writes_nothing(recsys_home):
+    dep = console.Deployment(config_from_env())
+    assert console.runs(dep) == [] and console.quality(dep) == [] and console.sample_users(dep) == []
+    assert console.models(dep) == {"production": None, "promoted": "", "history": [], "versions": []}
+    assert console.user_lookup(dep, "1")["run_id"] is None
+    assert sa.inspect(dep.engine).get_table_names() == []
+    dep.close()

@@ -1,0 +1,290 @@
+"""The Recsys console in a real Airflow UI, driven by Debian's headless Chromium.
+
+One embedded deployment is seeded by the real pipeline: a first nightly run is published, a
+second one is rejected by the gate (kept for inspection, so the registry holds two versions).
+Then `airflow api-server` serves Airflow's UI with the plugins folder and the simple auth
+manager (an admin and a viewer); people log in through Airflow's own login page, open the
+console from the UI's navigation, and the browser's console must stay free of errors.
+Screenshots of each view go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from recsys_tasks import registry, results_db
+from recsys_tasks.artifacts import ArtifactStore
+from recsys_tasks.config import config_from_env
+
+REPO = Path(__file__).resolve().parents[1]
+SHOTS = REPO / "docs" / "screenshots"
+BIN = Path(sys.executable).parent
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2"]
+USERS = {"admin": "admin", "viewer": "viewer"}
+# Airflow's own login page asks for the UI config before anyone is logged in, and logs the 401
+LOGIN_PAGE_401 = "/ui/config - Failed to load resource: the server responded with a status of 401"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "RECSYS_"))}
+    env.update(
+        RECSYS_HOME=str(home), RECSYS_TASK_RETRIES="0", AIRFLOW_HOME=str(home / "airflow"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"), AIRFLOW__CORE__PLUGINS_FOLDER=str(REPO / "plugins"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__AUTH_MANAGER=(
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"),
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=",".join(f"{u}:{r}" for u, r in USERS.items()),
+        PATH=f"{BIN}:{os.environ.get('PATH', '')}",
+    )
+    return env
+
+
+def _recsys(env: dict[str, str], *args: str, expect: int = 0) -> str:
+    done = subprocess.run([str(BIN / "recsys"), *args], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == expect, f"recsys {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Two real nightly runs, then Airflow's API server with the console plugin on a free port."""
+    home = tmp_path_factory.mktemp("console")
+    env = _environment(home)
+    _recsys(env, "demo-data", "--users", "300", "--items", "120", "--out", f"sqlite:///{home}/recsys.db?table=interactions")
+    _recsys(env, "run", *TINY, "--param", "epochs=1", "--param", "gate_min_lift=-0.9")  # published: production v1
+    port = _free_port()
+    log = open(home / "api-server.log", "w")  # closed below, after the server
+    server = subprocess.Popen(
+        [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        # rejected: no candidate clears an 11x lift over the strongest baseline; it stays in the registry
+        _recsys(env, "run", *TINY, "--param", "epochs=2", "--param", "gate_min_lift=10", expect=3)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, (home / "api-server.log").read_text()[-3000:]
+            try:
+                if requests.get(f"{base}/api/v2/monitor/health", timeout=2).ok:
+                    break
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
+                pass
+            assert time.time() < deadline, "api-server did not come up:\n" + (home / "api-server.log").read_text()[-3000:]
+            time.sleep(0.5)
+        passwords = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        with pytest.MonkeyPatch.context() as env_now:  # the deployment's config, for the assertions
+            env_now.setenv("RECSYS_HOME", str(home))
+            config = config_from_env({})
+        yield {"base": base, "home": home, "passwords": passwords, "config": config}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert shutil.which(path), f"{path} missing: apt-get install chromium chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+
+
+def errors(driver: WebDriver, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Console errors since the last call, less the ones named in `allowed`."""
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and not any(a in e["message"] for a in allowed)]
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = 30):
+    return WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))[0]
+
+
+def login(driver: WebDriver, site: dict, user: str) -> None:
+    """Through Airflow's own login page, onto the UI's home page."""
+    driver.delete_all_cookies()
+    driver.get(site["base"] + "/")
+    wait_for(driver, "input[name=username]").send_keys(user)
+    driver.find_element(By.NAME, "password").send_keys(site["passwords"][user])
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(driver, 30).until(lambda d: "/auth/login" not in d.current_url)
+    assert errors(driver, (LOGIN_PAGE_401,)) == []
+
+
+def open_console(driver: WebDriver) -> None:
+    """Click the console's entry in the UI's navigation and step into its frame."""
+    wait_for(driver, "a[href$='/plugin/recsys']").click()
+    driver.switch_to.frame(wait_for(driver, "iframe[src$='recsys/']"))
+    wait_for(driver, "header nav")
+
+
+def tab(driver: WebDriver, name: str) -> None:
+    driver.find_element(By.LINK_TEXT, name).click()
+    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, "nav a.on").text == name)
+
+
+def screenshot(driver: WebDriver, name: str) -> None:
+    """The whole UI (navigation and console), as a small 256-colour PNG."""
+    from PIL import Image
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    image.quantize(colors=256).save(SHOTS / f"{name}.png", optimize=True)
+
+
+def production(site: dict) -> str | None:
+    return registry.production_version(ArtifactStore(site["config"].artifact_root))
+
+
+def cells(driver: WebDriver, css: str) -> list[list[str]]:
+    return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, css)]
+
+
+def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navigation(site, browser):
+    login(browser, site, "admin")
+    open_console(browser)
+    assert browser.find_element(By.ID, "who").text == "admin · admin"
+    rows = cells(browser, "#runs tbody tr")
+    assert [r[1] for r in rows] == ["rejected", "published"]  # newest first
+    assert "live" in rows[1][0] and rows[1][5] == "3,000"  # 300 users x top 10
+    assert "required lift +1000%" in rows[0][7] and "production v-" in rows[0][7]
+    screenshot(browser, "runs")
+
+    browser.find_element(By.CSS_SELECTOR, "#runs tbody tr:first-child td a").click()
+    assert wait_for(browser, "#gate-verdict").text == "rejected"
+    reasons = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#gate-reasons li")]
+    assert len(reasons) == 3 and reasons[0].startswith("NDCG@10") and "floor" in reasons[0]
+    assert "production" in reasons[1] and reasons[2].startswith("churn@10")
+    assert "% of top-10 replaced" in browser.find_element(By.ID, "churn").text
+    header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#metrics thead th")]
+    assert header[:3] == ["metric", "candidate", "production"] and "popularity" in header
+    metrics = {r[0]: r[1:] for r in cells(browser, "#metrics tbody tr")}
+    engine = results_db.make_engine(site["config"].db_url)
+    tables = results_db.Tables.from_config(site["config"])
+    rejected = results_db.recent_runs(engine, tables)[0]
+    assert metrics["NDCG@10"][0] == f"{rejected['metrics']['model']['NDCG@10']:.4f}"
+    stages = [r[0] for r in cells(browser, "#timings tr")]
+    assert {"extract", "validate", "finetune", "evaluate", "gate"} <= set(stages)
+    docs = browser.find_element(By.ID, "data-docs").get_attribute("href")
+    cookie = {"_token": browser.get_cookie("_token")["value"]}
+    response = requests.get(docs, cookies=cookie, timeout=10)  # GX's page pulls CDN assets: fetched, not rendered
+    assert response.ok and "Great Expectations" in response.text
+    screenshot(browser, "run")
+
+    tab(browser, "Quality")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#quality-chart svg polyline")) >= 3
+    assert len(cells(browser, "#quality tbody tr")) == 2
+    assert browser.find_element(By.ID, "outcomes").text == "No outcomes yet."
+    screenshot(browser, "quality")
+
+    tab(browser, "Models")
+    assert browser.find_element(By.ID, "production-version").text == production(site)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 2
+    screenshot(browser, "models")
+
+    tab(browser, "Look-up")
+    user = browser.find_element(By.CSS_SELECTOR, "#user-form .sub a").text
+    browser.find_element(By.CSS_SELECTOR, "#user-form .sub a").click()
+    shown = cells(browser, "#user-list tbody tr")
+    published = results_db.read_current(engine, tables, user)
+    engine.dispose()
+    assert [r[:2] for r in shown] == [[str(r.rank), r.item_id] for r in published.itertuples()]
+    assert {r[3] for r in shown} == {"model"}
+    history = cells(browser, "#user-history tbody tr")
+    assert history and [h[0] for h in history] == sorted((h[0] for h in history), reverse=True)  # newest first
+    screenshot(browser, "lookup")
+    browser.find_element(By.CSS_SELECTOR, "#user-list tbody tr:first-child td:nth-child(2) a").click()
+    assert wait_for(browser, "#similar").text == "No similar items published."
+
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert all(r.startswith(site["base"]) for r in resources), resources  # no CDN
+    browser.switch_to.default_content()
+    assert errors(browser) == []
+
+
+def test_a_viewer_reads_the_registry_but_may_not_promote(site, browser):
+    login(browser, site, "viewer")
+    open_console(browser)
+    tab(browser, "Models")
+    assert browser.find_element(By.ID, "read-only").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "form.change") == []
+    before = production(site)
+    candidate = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)").get_attribute("data-version")
+    # the form the admin gets, sent with the viewer's session from the console's own page
+    status = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const body = new URLSearchParams({version: arguments[0], confirm: 'yes'});"
+        "fetch(document.querySelector('header nav a').href + 'models/promote', {method: 'POST', body})"
+        ".then(r => done(r.status));",
+        candidate,
+    )
+    assert status == 403
+    assert production(site) == before
+    browser.switch_to.default_content()
+    assert errors(browser, ("models/promote - Failed to load resource: the server responded with a status of 403",)) == []
+
+
+def test_an_admin_promotes_after_confirming_and_rolls_back(site, browser):
+    login(browser, site, "admin")
+    open_console(browser)
+    tab(browser, "Models")
+    published = production(site)
+    row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)")
+    candidate = row.get_attribute("data-version")
+
+    row.find_element(By.CSS_SELECTOR, "button").click()  # not confirmed: the browser refuses to send it
+    assert production(site) == published
+    cookie = {"_token": browser.get_cookie("_token")["value"]}
+    refused = requests.post(f"{site['base']}/recsys/models/promote", data={"version": candidate}, cookies=cookie,
+                            headers={"Origin": site["base"]}, timeout=10, allow_redirects=False)
+    assert refused.status_code == 400 and production(site) == published  # nor does the server take it
+
+    row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)")
+    row.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    assert f"admin promoted {candidate}" in wait_for(browser, "#notice").text
+    assert browser.find_element(By.ID, "production-version").text == candidate == production(site)
+
+    form = browser.find_element(By.ID, "rollback-form")
+    form.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    WebDriverWait(browser, 20).until(lambda d: "rolled back" in d.find_element(By.ID, "notice").text)
+    assert browser.find_element(By.ID, "production-version").text == published == production(site)
+    browser.switch_to.default_content()
+    assert errors(browser) == []
