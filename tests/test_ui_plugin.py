@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from recsys_tasks.artifacts import ArtifactStore
 from recsys_tasks.config import config_from_env
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = REPO / "docs" / "screenshots"
+# the README's screenshots are refreshed with RECSYS_SCREENSHOTS=docs/screenshots; a plain run
+# keeps its pictures out of the checkout
+SHOTS = Path(os.environ.get("RECSYS_SCREENSHOTS") or tempfile.mkdtemp(prefix="recsys-shots-")).resolve()
 BIN = Path(sys.executable).parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2"]
