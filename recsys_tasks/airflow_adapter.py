@@ -34,6 +34,8 @@ def task_defaults() -> dict[str, Any]:
         "owner": "recsys",
         "retries": int(os.environ.get("RECSYS_TASK_RETRIES", "2")),
         "retry_delay": timedelta(seconds=int(os.environ.get("RECSYS_RETRY_DELAY_S", "120"))),
+        # a task hung on a lock or a dead mount fails (and retries) instead of holding the run for ever
+        "execution_timeout": timedelta(minutes=float(os.environ.get("RECSYS_TASK_TIMEOUT_MIN", "240"))),
         "on_failure_callback": on_task_failure,
     }
 
@@ -71,6 +73,8 @@ def dag_settings() -> dict[str, Any]:
         "start_date": datetime(2026, 1, 1, tzinfo=UTC),
         "catchup": False,
         "max_active_runs": 1,
+        # a nightly run that has not finished by the next night's start is failed, not left running
+        "dagrun_timeout": timedelta(hours=float(os.environ.get("RECSYS_RUN_TIMEOUT_H", "20"))),
         "params": dag_params(),
         "default_args": task_defaults(),
     }

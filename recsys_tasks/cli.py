@@ -189,6 +189,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init_db(args: argparse.Namespace) -> int:
+    """The deployment's schema step (docker-compose's init service runs it): tables, views and
+    the reader role, so that no task body has to change the schema."""
+    config = _config()
+    engine, tables = _open_results(config)
+    engine.dispose()
+    print(f"results schema is current in {redact(config.db_url)} ({tables.results}, {tables.view}, {tables.runs_public})")
+    return 0
+
+
 def cmd_forget_user(args: argparse.Namespace) -> int:
     from recsys_tasks.erasure import forget_users
 
@@ -244,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")
     show.set_defaults(func=cmd_show)
+
+    init = sub.add_parser("init-db", help="create or upgrade the results schema (once per deployment or upgrade)")
+    init.set_defaults(func=cmd_init_db)
 
     forget = sub.add_parser("forget-user", help="erase users from published rows and every retained artifact")
     forget.add_argument("user_ids", nargs="+", metavar="USER_ID")

@@ -90,3 +90,17 @@ def test_cli_refuses_a_bad_param_in_one_line_before_starting_airflow(recsys_home
         "error: param 'split' must be one of leave_one_out, time, got 'random'"
     ]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_task_and_run_has_a_time_limit(airflow_db):
+    for dag_id in ("recsys_nightly", "recsys_pretrain", "recsys_regenerate"):
+        dag = airflow_adapter.load_dag(dag_id)
+        assert dag.dagrun_timeout is not None, dag_id
+        assert all(task.execution_timeout is not None for task in dag.tasks), dag_id
+
+
+def test_init_db_creates_the_schema_once_for_the_deployment(recsys_home):
+    env = {**__import__("os").environ, "RECSYS_DB_URL": f"sqlite:///{recsys_home / 'r.db'}"}
+    result = subprocess.run([sys.executable, "-m", "recsys_tasks.cli", "init-db"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 0 and "results schema is current" in result.stdout
