@@ -8,8 +8,10 @@ raises `SourceError` naming the format it expected, instead of mis-parsing silen
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -40,33 +42,70 @@ def _looks_binary(data: bytes) -> bool:
     return b"\x00" in data[:4096]
 
 
+_BLANK_LINE = re.compile(r"^[ \t]+$", re.MULTILINE)
+
+
 def _text(data: bytes, name: str, fmt: str) -> str:
+    """Decoded text with the noise editors and exports add removed: a UTF-8 byte-order mark,
+    CRLF line ends, and whitespace on otherwise blank lines (blank lines are then skipped)."""
     if _looks_binary(data):
         raise SourceError(f"{name}: binary content where {fmt} text was expected (wrong file, or set source_format)")
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SourceError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected {fmt}") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    # only a line that starts with a space or tab can be blank-but-for-whitespace; `in` is cheap
+    if any(marker in text for marker in ("\n ", "\n\t")) or text[:1] in (" ", "\t"):
+        text = _BLANK_LINE.sub("", text)
+    return text
+
+
+def _delimited(text: str, name: str, fmt: str, sep: str) -> pd.DataFrame:
+    """Every row of `sep`-separated text as strings, the first line included.
+
+    Delimiters at the end of a line are dropped first: a stray trailing tab or comma (on every
+    row or on some) is an empty field nobody named. (A quoted value that spans lines and ends a
+    line with the delimiter would lose it; interaction logs do not carry such values.) Then the
+    first line sets the width: a row with more fields fails as ragged, a shorter one is padded
+    with empty values.
+    """
+    if f"{sep}\n" in text or text.endswith(sep):
+        text = re.sub(rf"(?:{re.escape(sep)}[ \t]*)+$", "", text, flags=re.MULTILINE)
+    try:
+        # the C reader takes one-character delimiters only; `::` needs the Python one
+        return pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str, on_bad_lines="error",
+                           engine="c" if len(sep) == 1 else "python")
+    except pd.errors.ParserError as exc:
+        raise SourceError(f"{name}: malformed {fmt} (ragged rows?): {exc}".strip()) from None
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"{name}: empty file") from None
 
 
 def _table(text: str, name: str, fmt: str, sep: str, columns: list[str]) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, names=columns, engine="python", dtype=str)
-    except pd.errors.ParserError as exc:
-        raise SourceError(f"{name}: not valid {fmt}: {exc}") from None
-    if frame[columns[-1]].isna().all() and len(frame):
-        raise SourceError(f"{name}: rows have fewer fields than {fmt} needs ({', '.join(columns)}); wrong format?")
-    return frame
+    """A headerless file with a fixed list of columns (MovieLens)."""
+    frame = _delimited(text, name, fmt, sep)
+    if frame.shape[1] != len(columns) or frame.iloc[:, -1].isna().all():
+        raise SourceError(
+            f"{name}: rows have {frame.shape[1]} fields where {fmt} has {len(columns)} ({', '.join(columns)}); wrong format?"
+        )
+    return frame.set_axis(columns, axis=1)
 
 
 def parse_csv(data: bytes, name: str) -> pd.DataFrame:
+    """A CSV file with a header row; every column is read as text (ids keep leading zeros)."""
     text = _text(data, name, "CSV")
-    try:
-        return pd.read_csv(io.StringIO(text), dtype={"user_id": str, "item_id": str, "event_type": str}, on_bad_lines="error")
-    except pd.errors.ParserError as exc:
-        raise SourceError(f"{name}: malformed CSV (ragged rows?): {exc}") from None
-    except pd.errors.EmptyDataError:
-        raise SourceError(f"{name}: empty file") from None
+    rows = _delimited(text, name, "CSV", ",")
+    # the header comes from the csv module, not from pandas, so that a column named NA stays NA
+    first_line = text.lstrip("\n").partition("\n")[0]
+    header = [column.strip() for column in next(csv.reader([first_line]))[: rows.shape[1]]]
+    if len(header) != rows.shape[1]:
+        raise SourceError(f"{name}: malformed CSV (ragged rows?): the header has {len(header)} fields, rows have {rows.shape[1]}")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise SourceError(f"{name}: column(s) {', '.join(map(repr, repeated))} appear more than once in the header")
+    return rows.iloc[1:].set_axis(header, axis=1).reset_index(drop=True)
 
 
 def parse_parquet(data: bytes, name: str) -> pd.DataFrame:
@@ -130,6 +169,10 @@ PARSERS = {
     "movielens-csv": parse_movielens_csv,
     "sequence": parse_sequences,
 }
+
+# formats whose column names come from the file, and so may need mapping to the canonical ones;
+# the others name their columns in the parser
+NAMED_COLUMN_FORMATS = ("csv", "parquet")
 
 
 def parse(data: bytes, name: str, fmt: str | None = None) -> pd.DataFrame:
