@@ -21,6 +21,13 @@ class SourceError(RecsysError):
     retryable = False
 
 
+class SourceNotLandedError(SourceError):
+    """The source is not there (yet): a file, object or table the producer has not written.
+    Retried, since tonight's export may still be on its way."""
+
+    retryable = True
+
+
 class DataValidationError(RecsysError):
     """The interaction log failed its expectations; `report_uri` holds the full report."""
 

@@ -30,8 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from recsys_tasks.columns import CANONICAL_COLUMNS, SETTING, renamed, resolve_columns
-from recsys_tasks.errors import SourceError
+from recsys_tasks.errors import SourceError, SourceNotLandedError
 from recsys_tasks.formats import NAMED_COLUMN_FORMATS, detect_format, parse, parse_item_attributes
+from recsys_tasks.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def parse_sql_source(uri: str) -> SqlTable | None:
     url = make_url(uri)
     table = url.query.get("table")
     if not table:
-        raise SourceError(f"SQL source {uri!r} needs the table name as '?table=NAME'")
+        raise SourceError(f"SQL source {redact(uri)!r} needs the table name as '?table=NAME'")
     return SqlTable(url=url.difference_update_query(["table"]).render_as_string(hide_password=False), table=str(table))
 
 
@@ -132,7 +133,7 @@ def _merged(mappings: list[dict[str, str]]) -> dict[str, str]:
 
 def _read_sql(sql: SqlTable, uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, str]]:
     if (db_file := sqlite_file(sql.url)) is not None and not db_file.exists():
-        raise SourceError(f"SQLite database {db_file} does not exist (source {uri!r})")
+        raise SourceNotLandedError(f"SQLite database {db_file} does not exist (source {uri!r}): not landed yet?")
     engine = sa.create_engine(sql.url)
     try:
         table = sa.Table(sql.table, sa.MetaData(), autoload_with=engine)
@@ -148,9 +149,9 @@ def _read_sql(sql: SqlTable, uri: str, options: SourceOptions) -> tuple[pd.DataF
         with engine.connect() as conn:
             return pd.read_sql(query, conn), renamed(mapping)
     except sa.exc.NoSuchTableError:
-        raise SourceError(f"no table {sql.table!r} in {sql.url}") from None
+        raise SourceNotLandedError(f"no table {sql.table!r} in {redact(sql.url)}: not landed yet?") from None
     except sa.exc.SQLAlchemyError as exc:
-        raise SourceError(f"cannot read table {sql.table!r} from {sql.url}: {exc}") from exc
+        raise SourceError(f"cannot read table {sql.table!r} from {redact(sql.url)}: {redact(str(exc))}") from exc
     finally:
         engine.dispose()
 
@@ -171,9 +172,9 @@ def iter_files(uri: str) -> Iterator[tuple[str, bytes]]:
     elif path.exists():
         matches = [path]
     else:
-        raise SourceError(f"interaction source {uri!r} does not exist")
+        raise SourceNotLandedError(f"interaction source {uri!r} does not exist: not landed yet?")
     if not matches:
-        raise SourceError(f"no files match {uri!r}")
+        raise SourceNotLandedError(f"no files match {uri!r}: not landed yet?")
     for match in matches:
         yield str(match), match.read_bytes()
 
@@ -198,7 +199,7 @@ def _iter_s3(uri: str) -> Iterator[tuple[str, bytes]]:
         keys = [k for k in keys if k == key] or [k for k in keys if k.startswith(key + "/")]
     keys = sorted(k for k in keys if not k.endswith("/"))
     if not keys:
-        raise SourceError(f"no objects match {uri!r}")
+        raise SourceNotLandedError(f"no objects match {uri!r}: not landed yet?")
     for k in keys:
         yield f"s3://{bucket}/{k}", client.get_object(Bucket=bucket, Key=k)["Body"].read()
 
