@@ -111,10 +111,10 @@ class Topology:
     logs: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None, program: str = "airflow") -> None:
         with open(self.logs / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
-                [str(BIN / "airflow"), *args], env={**self.env, **(env or {})}, cwd=REPO,
+                [str(BIN / program), *args], env={**self.env, **(env or {})}, cwd=REPO,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -348,7 +348,9 @@ def deployment(tmp_path_factory):
                 subprocess.run(
                     [str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=log, stderr=subprocess.STDOUT,
                 )
-            topology.start("pools", "pools", "set", "gpu", "1", "one slot per GPU worker")  # beside the services
+            # the rest of the init service's work, beside the services' start-up
+            topology.start("pools", "pools", "set", "gpu", "1", "one slot per GPU worker")
+            topology.start("init-db", "init-db", program="recsys")
             topology.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1")
             topology.start("scheduler", "scheduler")
             topology.start("dag-processor", "dag-processor")
@@ -356,8 +358,9 @@ def deployment(tmp_path_factory):
             for queue in WORKERS:
                 topology.start_worker(queue)
             api = Api(f"http://127.0.0.1:{port}", username, password, topology)
-            wait_for("the gpu pool", lambda: topology.procs["pools"].poll() is not None, 120)
-            assert topology.procs.pop("pools").returncode == 0, (logs / "pools.log").read_text()
+            for step in ("pools", "init-db"):
+                wait_for(step, lambda s=step: topology.procs[s].poll() is not None, 120)
+                assert topology.procs.pop(step).returncode == 0, (logs / f"{step}.log").read_text()
             wait_for("the API server", lambda: _healthy(api), 120, topology=topology)
             api.login()
             for dag_id in (DAG_ID, CONSUMER_DAG_ID):

@@ -206,7 +206,7 @@ def test_long_running_services_have_healthchecks_and_restart_policies(compose):
 def test_init_service_migrates_creates_pools_and_the_admin_from_the_environment(compose):
     init = compose["services"]["airflow-init"]
     script = " ".join(init["command"])
-    assert "airflow db migrate" in script and "airflow pools set gpu" in script
+    assert "airflow db migrate" in script and "airflow pools set gpu" in script and "recsys init-db" in script
     raw_env = environment(RAW["services"]["airflow-init"])
     assert raw_env["AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
 
