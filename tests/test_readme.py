@@ -157,7 +157,9 @@ def test_every_readme_command_runs_as_written(tmp_path):
             assert ui["refused"] and ui["refused"][0] in (400, 422) and "split" in ui["refused"][1], ui
             ran.append(original)
             continue
+        tick = time.perf_counter()
         result = subprocess.run(command, shell=True, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        print(f"[{time.perf_counter() - tick:6.1f}s] exit {result.returncode}: {command}", flush=True)
         output = result.stdout + result.stderr
         if " run" in command and "recsys" in command and result.returncode == 3:
             # documented: exit 3 = the gate rejected the candidate and readers keep the previous run
