@@ -43,8 +43,8 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, workdir: Path) -> dic
         sys.executable, "-m", "recsys_tasks.cli", "bench", "--data", args.data, "--out", str(out),
         "--epochs", str(args.epochs), "--patience", str(args.patience), "--seed", str(seed),
     ]
-    if objectives != "none":
-        command += ["--pretrain", objectives, "--pretrain-epochs", str(args.pretrain_epochs)]
+    # always explicit: `recsys bench` alone pretrains as the nightly does
+    command += ["--pretrain", objectives, "--pretrain-epochs", str(args.pretrain_epochs if objectives != "none" else 0)]
     if auxiliary:
         command += ["--auxiliary", auxiliary, "--auxiliary-weight", str(args.auxiliary_weight)]
     if args.attributes:

@@ -3,12 +3,21 @@
 An objective turns a batch of left-padded training sequences into model inputs and targets
 (it returns them; nothing is stashed on a module) and computes a loss. Each trains on every
 position of each sequence in one pass, not one sample per prefix.
+
+Weighting: every target position weighs the same, whatever batch it lands in. Training batches
+hold rows of one length (`training.length_buckets`), so a batch of 256 rows held 256 positions
+of two-item histories or 12,000 of fifty-item ones, and a mean per batch weighed users, not
+positions. With `PositionWeights` (which training always passes) a token loss is its sum over
+the batch's positions divided by one constant of the epoch, the positions of an average batch;
+per-sequence losses (contrastive) are summed over rows and divided by the rows of an average
+batch. Each objective's `unit` says which, so training can fill batches with equal amounts of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,15 +38,39 @@ class Batch:
         return Batch(inputs=self.inputs.to(device), targets=self.targets.to(device))
 
 
+@dataclass(frozen=True)
+class PositionWeights:
+    """What an epoch looks like, so a batch's loss can weigh each position like any other."""
+
+    batch_size: int  # rows of an average batch
+    mean_length: float  # real items per training row (the T + 1 window), over the epoch's rows
+
+
+def position_mean(
+    total: torch.Tensor, positions: int, weights: PositionWeights | None, targets_per_row: Callable[[float], float],
+) -> torch.Tensor:
+    """A loss summed over a batch's `positions` -> a per-position mean. With `weights`: divided by
+    the target positions an average batch holds (batch size x `targets_per_row` of the mean row),
+    one constant for the epoch, so each position weighs the same in every batch. Without: divided
+    by this batch's own positions."""
+    if weights is None:
+        return total / max(positions, 1)
+    return total / (weights.batch_size * max(targets_per_row(weights.mean_length), 1e-6))
+
+
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
 class Objective(Protocol):
     name: str
+    unit: str  # what its loss is a mean over: "position" (a target token) or "sequence" (a row)
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """sequences (B, T + 1), left-padded -> scalar loss."""
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator,
+        weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
+        """sequences (B, T + 1), left-padded -> scalar loss (a per-position mean, see `position_mean`)."""
         ...
 
 
@@ -48,10 +81,14 @@ def target_states(model: SequenceEncoder, batch: Batch, causal: bool) -> tuple[t
     return hidden[has_target], batch.targets[has_target]
 
 
-def full_softmax_loss(model: SequenceEncoder, batch: Batch, causal: bool) -> torch.Tensor:
+def full_softmax_loss(
+    model: SequenceEncoder, batch: Batch, causal: bool,
+    weights: PositionWeights | None, targets_per_row: Callable[[float], float],
+) -> torch.Tensor:
     """Cross-entropy over the whole catalogue at every position that has a target."""
     hidden, targets = target_states(model, batch, causal)
-    return F.cross_entropy(model.item_logits(hidden), targets)  # logits (N, n_items + 1)
+    total = F.cross_entropy(model.item_logits(hidden), targets, reduction="sum")  # logits (N, n_items + 1)
+    return position_mean(total, len(targets), weights, targets_per_row)
 
 
 @dataclass(frozen=True)
@@ -59,6 +96,7 @@ class NextItem:
     """SASRec: at position t predict item t + 1, seeing only the past."""
 
     name: str = "next_item"
+    unit: ClassVar[str] = "position"
     causal: bool = True
 
     def make_batch(self, sequences: torch.Tensor, generator: torch.Generator) -> Batch:
@@ -67,8 +105,14 @@ class NextItem:
         targets[inputs == PAD] = PAD
         return Batch(inputs=inputs, targets=targets)
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return full_softmax_loss(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
+    def targets_per_row(self, mean_length: float) -> float:
+        return mean_length - 1  # every real item but the first is a target
+
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
+        batch = self.make_batch(sequences, generator).to(_device(model))
+        return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row)
 
 
 @dataclass(frozen=True)
@@ -85,7 +129,9 @@ class SampledNextItem(NextItem):
     uniform: int = 1024
     name: str = "next_item_sampled"
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
         hidden, targets = target_states(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
         n = model.n_items
         in_batch = torch.unique(targets)  # sorted
@@ -100,7 +146,8 @@ class SampledNextItem(NextItem):
         logits = logits - torch.log(drawn.clamp(min=1e-12)).to(logits.dtype)
         accidental = uniform[None, :] == targets[:, None]  # a uniform draw of the row's own target
         logits[:, len(in_batch) :] = logits[:, len(in_batch) :].masked_fill(accidental, float("-inf"))
-        return F.cross_entropy(logits, torch.searchsorted(in_batch, targets))
+        total = F.cross_entropy(logits, torch.searchsorted(in_batch, targets), reduction="sum")
+        return position_mean(total, len(targets), weights, self.targets_per_row)
 
 
 @dataclass(frozen=True)
@@ -110,6 +157,7 @@ class MaskedItem:
     mask_token: int
     mask_prob: float = 0.2
     name: str = "masked_item"
+    unit: ClassVar[str] = "position"
     causal: bool = False
 
     def make_batch(self, sequences: torch.Tensor, generator: torch.Generator) -> Batch:
@@ -124,8 +172,17 @@ class MaskedItem:
         targets = torch.where(hide, tokens, torch.zeros_like(tokens))
         return Batch(inputs=inputs, targets=targets)
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return full_softmax_loss(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
+    def targets_per_row(self, mean_length: float) -> float:
+        # training cuts a batch of one length to that length, so the window drops the row's oldest
+        # item: the last real item is always hidden, the other length - 2 each with mask_prob
+        # (linear in the length, so exact for the mean row; only a scale where lengths mix)
+        return 1 + self.mask_prob * (mean_length - 2)
+
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
+        batch = self.make_batch(sequences, generator).to(_device(model))
+        return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row)
 
 
 @dataclass(frozen=True)
@@ -139,6 +196,7 @@ class Contrastive:
     reorder_ratio: float = 0.3
     temperature: float = 0.2
     name: str = "contrastive"
+    unit: ClassVar[str] = "sequence"
 
     def augment(self, row: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One view of one sequence (its real items only, oldest first)."""
@@ -169,13 +227,17 @@ class Contrastive:
             views.append(view)
         return views[0], views[1]
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
         first, second = (v.to(_device(model)) for v in self.make_views(sequences, generator))
         z1 = F.normalize(model(first, causal=True)[:, -1], dim=-1)  # (B, D)
         z2 = F.normalize(model(second, causal=True)[:, -1], dim=-1)
         logits = z1 @ z2.T / self.temperature  # (B, B): the diagonal pairs are the positives
         labels = torch.arange(len(z1), device=logits.device)
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        total = (F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")) / 2
+        # one term per sequence: a short last batch does not make its rows weigh more
+        return total / (weights.batch_size if weights is not None else len(z1))
 
 
 class AttributePrediction(nn.Module):
@@ -190,6 +252,7 @@ class AttributePrediction(nn.Module):
     and the bilinear map are this objective's own parameters."""
 
     name = "attribute"
+    unit = "position"  # the masked positions; the per-item part rides along
 
     def __init__(self, item_attributes: torch.Tensor, mask_token: int, mask_prob: float, d_model: int):
         super().__init__()
@@ -206,18 +269,21 @@ class AttributePrediction(nn.Module):
         """(N, D) states -> (N, n_attributes) logits."""
         return states @ self.attribute_embedding.weight.T + self.attribute_bias
 
-    def _bce(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _bce_sum(self, states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """states (N, D), tokens (N,) -> the BCE summed over the N rows and every attribute."""
         targets = self.item_attributes[tokens]
-        loss = F.binary_cross_entropy_with_logits(self.attribute_logits(states), targets, reduction="sum")
-        return loss / max(len(tokens), 1)
+        return F.binary_cross_entropy_with_logits(self.attribute_logits(states), targets, reduction="sum")
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
         batch = self.masking.make_batch(sequences, generator).to(_device(model))
         hidden = model(batch.inputs, causal=False)  # (B, T, D)
         has_target = batch.targets != PAD
-        masked = self._bce(hidden[has_target], batch.targets[has_target])
+        total = self._bce_sum(hidden[has_target], batch.targets[has_target])
+        masked = position_mean(total, int(has_target.sum()), weights, self.masking.targets_per_row)
         items = torch.unique(sequences[sequences != PAD]).to(batch.inputs.device)  # every item of the batch
-        associated = self._bce(self.associate(model.item_embedding(items)), items)
+        associated = self._bce_sum(self.associate(model.item_embedding(items)), items) / max(len(items), 1)  # per item
         return masked + associated
 
 
@@ -230,9 +296,12 @@ class Combined(nn.Module):
         self.weights = weights or [1.0] * len(parts)
         self.modules_ = nn.ModuleList([p for p in parts if isinstance(p, nn.Module)])
         self.name = "+".join(p.name if w == 1.0 else f"{w:g}*{p.name}" for p, w in zip(parts, self.weights, strict=True))
+        self.unit = "position" if any(p.unit == "position" for p in parts) else "sequence"
 
-    def loss(self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return sum(w * part.loss(model, sequences, generator) for part, w in zip(self.parts, self.weights, strict=True))
+    def loss(
+        self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
+    ) -> torch.Tensor:
+        return sum(w * part.loss(model, sequences, generator, weights) for part, w in zip(self.parts, self.weights, strict=True))
 
 
 def attribute_matrix(rows: pd.DataFrame, item_ids: list[str], n_tokens: int) -> torch.Tensor:

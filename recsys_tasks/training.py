@@ -2,17 +2,27 @@
 
 Straight loop: shuffle, batch, loss, step; progress (loss, sequences/s, ETA) goes to the
 log once per epoch. With a `validate` callback it keeps the best state on validation and
-stops early after `patience` epochs without improvement.
+stops early after `patience` epochs without improvement. Batches hold rows of similar length,
+cut to their longest row (the speed), and about the same number of target positions each, and
+every objective weighs each position alike whatever batch it lands in (the quality; see
+`length_buckets` and `objectives.PositionWeights`).
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read back with
+torch's weights-only loader: a planted or altered file is refused (`ArtifactError`), never run.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
 import logging
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +30,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from recsys_tasks.config import WARM_START, TrainConfig
+from recsys_tasks.errors import ArtifactError
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import Objective
+from recsys_tasks.objectives import Objective, PositionWeights
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +85,46 @@ class TrainResult:
     epochs_run: int = 0
     best_epoch: int = 0
     best_score: float | None = None
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, seconds, cpu_seconds, seq_per_s, val
     seconds: float = 0.0
+
+
+# (lengths, batch size, rng, unit) -> row indices of each batch; unit as `Objective.unit`
+Batching = Callable[[torch.Tensor, int, torch.Generator, str], list[torch.Tensor]]
+
+
+def length_buckets(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, unit: str = "position",
+) -> list[torch.Tensor]:
+    """Batches of rows of similar length, in random order, each holding about as many of the
+    objective's units as `batch_size` average rows: target positions (more short rows in a
+    batch, fewer long ones) or, for per-sequence objectives, rows.
+
+    Most histories are far shorter than max_len: a batch of similar lengths is cut to its
+    longest row instead of paying for max_len positions (the speed). Counting positions rather
+    than rows keeps every step's loss a sum over about as many positions, so Adam takes steps
+    of one size and each position weighs the same (with 256 rows a batch, batches of two-item
+    histories held 1/25 of the positions of fifty-item ones, and a mean per batch weighed users).
+    """
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]  # (U,) shortest first
+    # (U,) units of each row: its next-item targets, or 1
+    units = (lengths[by_length] - 1).clamp(min=1) if unit == "position" else torch.ones_like(by_length)
+    budget = batch_size * float(units.float().mean())
+    before = torch.cumsum(units, 0) - units  # (U,) units of the rows before each row
+    sizes = torch.bincount((before.double() / budget).long())  # rows per batch; 0 where one row spans a budget
+    batches = [b for b in torch.split(by_length, sizes.tolist()) if len(b)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+
+def random_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, unit: str = "position",
+) -> list[torch.Tensor]:
+    """`batch_size` rows drawn at random (any unit): each batch is as long as its longest row, usually max_len."""
+    return list(torch.split(torch.randperm(len(lengths), generator=generator), batch_size))
+
+
+BATCHINGS: dict[str, Batching] = {"length_buckets": length_buckets, "random": random_batches}
 
 
 def train(
@@ -86,8 +135,12 @@ def train(
     epochs: int,
     validate: Callable[[SequenceEncoder], float] | None = None,
     checkpoints: Checkpoints | None = None,
+    batches: Batching = length_buckets,
 ) -> TrainResult:
     """sequences (U, T + 1): left-padded training windows, one row per user.
+
+    `batches` cuts an epoch into batches of row indices: `length_buckets` (the default) or
+    `random_batches` (the slower comparison it is benchmarked against).
 
     With `checkpoints`, the training state is saved after every epoch and a restarted task
     picks up after the last saved epoch, with the same random streams as an unbroken run.
@@ -106,7 +159,8 @@ def train(
         objective.to(device)
     optimizer = torch.optim.Adam([*model.parameters(), *extra], lr=config.lr, weight_decay=config.weight_decay)
     rows = torch.as_tensor(sequences[(sequences != PAD).sum(1) >= 2])  # a row needs an input and a target
-    lengths = (rows != PAD).sum(1)
+    lengths = (rows != PAD).sum(1)  # (U,)
+    weights = PositionWeights(batch_size=config.batch_size, mean_length=float(lengths.float().mean()))
     result = TrainResult()
     best_state = None
     stale = 0
@@ -119,7 +173,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         generator.set_state(saved["generator"])
         torch.set_rng_state(saved["torch_rng"])
-        result, best_state, stale = saved["result"], saved["best_state"], saved["stale"]
+        result, best_state, stale = TrainResult(**saved["result"]), saved["best_state"], saved["stale"]
         first_epoch = result.epochs_run + 1
         log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
     if world > 1 and rank == 0:
@@ -127,25 +181,30 @@ def train(
     started = time.perf_counter() - result.seconds
     for epoch in range(first_epoch, epochs + 1):
         model.train()
-        tick = time.perf_counter()
-        total, batches = 0.0, 0
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        total, steps = 0.0, 0
         if world == 1:
-            order = length_buckets(lengths, config.batch_size, generator)
+            order = batches(lengths, config.batch_size, generator, objective.unit)
         else:  # every rank cuts the epoch the same way, then takes every world-th batch
-            order = length_buckets(lengths, config.batch_size, torch.Generator().manual_seed(config.seed * 7919 + epoch))
+            shared = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+            order = batches(lengths, config.batch_size, shared, objective.unit)
             order = order[rank : len(order) - len(order) % world : world]
         for index in order:
             window = rows[index][:, -int(lengths[index].max()) :]  # (b, L) trimmed to the longest row
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = objective.loss(net, window, generator)
+                loss = objective.loss(net, window, generator, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             total += loss.item()
-            batches += 1
+            steps += 1
         seconds = time.perf_counter() - tick
-        entry = {"epoch": epoch, "loss": total / max(batches, 1), "seq_per_s": len(rows) / max(seconds, 1e-9)}
+        entry = {
+            "epoch": epoch, "loss": total / max(steps, 1), "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - cpu_tick, 3),  # the work done, on a busy machine too
+            "seq_per_s": len(rows) / max(seconds, 1e-9),
+        }
         if validate is not None:
             model.eval()
             entry["val"] = validate(model)
@@ -169,7 +228,7 @@ def train(
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "objective": objective.state_dict() if extra else None,
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                "result": result, "best_state": best_state, "stale": stale,
+                "result": dataclasses.asdict(result), "best_state": best_state, "stale": stale,
             })
         if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
@@ -181,16 +240,31 @@ def train(
     return result
 
 
-def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """Batches of rows with similar lengths, in random order.
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    """A checkpoint (tensors, numbers, strings, lists and dicts only) as bytes."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
-    Most histories are far shorter than max_len; batching similar lengths together lets each
-    batch be cut to its longest row instead of always paying for max_len positions.
-    """
-    shuffled = torch.randperm(len(lengths), generator=generator)
-    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]
-    batches = list(torch.split(by_length, batch_size))
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+def read_checkpoint(data: bytes, where: str) -> dict[str, Any]:
+    """The inverse of `checkpoint_bytes`, through torch's weights-only unpickler: a file holding
+    anything else (code to run, objects of other classes) or cut short raises ArtifactError."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # a class or callable outside the allowed plain types
+        # torch names what it refused ("unsupported GLOBAL posix.system") amid advice to drop weights_only
+        refused = next((line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise ArtifactError(
+            f"{where} holds objects other than tensors, numbers, strings, lists and dicts, so it was not "
+            f"written by this pipeline or was altered; it was refused and nothing in it ran ({refused[:200]}). "
+            f"Delete it and retrain, or restore the original."
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError) as exc:  # torch's errors for cut or foreign bytes
+        raise ArtifactError(f"{where} is not a readable checkpoint (truncated or not a torch file): {exc!s:.300}") from exc
+    if not isinstance(payload, dict):
+        raise ArtifactError(f"{where} holds a {type(payload).__name__}, not a checkpoint dict")
+    return payload
 
 
 def warm_start(

@@ -1,6 +1,3 @@
-import copy
-import io
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,8 +5,8 @@ import torch
 
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import OBJECTIVE_NAMES, finetune_objective, make_objective
-from recsys_tasks.training import train, warm_start
+from recsys_tasks.objectives import OBJECTIVE_NAMES, PositionWeights, finetune_objective, make_objective
+from recsys_tasks.training import Checkpoints, checkpoint_bytes, read_checkpoint, train, warm_start
 
 CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)
 
@@ -29,11 +26,12 @@ def objective_for(name, model):
     return make_objective(name, model, mask_prob=0.3, attributes=ATTRIBUTES, item_ids=ITEM_IDS)
 
 
+@pytest.mark.parametrize("weights", [None, PositionWeights(batch_size=32, mean_length=7.5)], ids=["batch_mean", "per_position"])
 @pytest.mark.parametrize("name", [*OBJECTIVE_NAMES, "masked_item+contrastive+attribute"])
-def test_every_objective_gives_a_finite_loss_with_gradients(name):
+def test_every_objective_gives_a_finite_loss_with_gradients(name, weights):
     model = SequenceEncoder(20, CONFIG)
     objective = objective_for(name, model)
-    loss = objective.loss(model, torch.as_tensor(sequences()), torch.Generator().manual_seed(0))
+    loss = objective.loss(model, torch.as_tensor(sequences()), torch.Generator().manual_seed(0), weights)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
     assert model.item_embedding.weight.grad is not None
@@ -78,9 +76,7 @@ def test_padding_rows_stay_finite():
 
 def test_checkpoint_round_trip_gives_identical_scores():
     model = SequenceEncoder(20, CONFIG).eval()
-    buffer = io.BytesIO()
-    torch.save(model.checkpoint(), buffer)
-    restored = SequenceEncoder.from_checkpoint(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)).eval()
+    restored = SequenceEncoder.from_checkpoint(read_checkpoint(checkpoint_bytes(model.checkpoint()), "model.pt")).eval()
     tokens = torch.as_tensor(sequences()[:, 1:])
     with torch.no_grad():
         assert torch.equal(model.item_logits(model.last_hidden(tokens)), restored.item_logits(restored.last_hidden(tokens)))
@@ -108,8 +104,6 @@ def test_warm_start_matches_items_by_id():
 
 
 def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
-    from recsys_tasks.training import Checkpoints
-
     rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
     config = TrainConfig(batch_size=16, lr=5e-3, patience=100)
 
@@ -124,11 +118,14 @@ def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
     unbroken = fresh_model()
     expected = train(unbroken, objective_for("next_item", unbroken), rows, config, epochs=4, validate=validate)
 
-    store: dict = {}
-    checkpoints = Checkpoints(save=lambda state: store.update(state=copy.deepcopy(state)), load=lambda: store.get("state"))
+    store: dict = {}  # the state goes through bytes and the weights-only loader, as in the artifact store
+    checkpoints = Checkpoints(
+        save=lambda state: store.update(state=checkpoint_bytes(state)),
+        load=lambda: read_checkpoint(store["state"], "checkpoint") if "state" in store else None,
+    )
     first = fresh_model()
     train(first, objective_for("next_item", first), rows, config, epochs=2, validate=validate, checkpoints=checkpoints)
-    assert store["state"]["result"].epochs_run == 2  # the task "dies" here
+    assert read_checkpoint(store["state"], "checkpoint")["result"]["epochs_run"] == 2  # the task "dies" here
 
     restarted = fresh_model()
     resumed = train(restarted, objective_for("next_item", restarted), rows, config, epochs=4, validate=validate, checkpoints=checkpoints)

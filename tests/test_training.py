@@ -1,0 +1,220 @@
+"""Training as it ships: per-position loss weighting, one fit function, checkpoints loaded weights-only."""
+
+import dataclasses
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys_tasks.bench import BENCH_TRAIN, NIGHTLY_PRETRAINING, pretraining_names, run_benchmark
+from recsys_tasks.config import ModelConfig, PipelineConfig, TrainConfig, config_from_env
+from recsys_tasks.distributed import target_name
+from recsys_tasks.errors import ArtifactError
+from recsys_tasks.fit import FINETUNE, fit
+from recsys_tasks.model import PAD, SequenceEncoder
+from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, make_objective
+from recsys_tasks.prepare import build_sequences, leave_one_out
+from recsys_tasks.sources import read_interactions, write_interactions
+from recsys_tasks.stages import RunContext
+from recsys_tasks.stages.learn import checkpoints_for, finetune, load_torch, pretrain, save_torch
+from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.training import length_buckets
+
+# --- the loss weighs positions, not batches ---------------------------------------------------
+
+
+class FixedScores(nn.Module):
+    """Scores every position alike: item 4 three times as likely as each of items 1-3, so a
+    target 4 costs log 2 and a target 1 costs log 6 (softmax over 1 + 1 + 1 + 3)."""
+
+    n_items = 4
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, tokens: torch.Tensor, causal: bool) -> torch.Tensor:
+        return torch.zeros(*tokens.shape, 1) + self.anchor  # (B, T, 1)
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden * 0 + torch.tensor([float("-inf"), 0.0, 0.0, 0.0, math.log(3)])  # (N, 5)
+
+
+SHORT = torch.tensor([[0, 0, 0, 4, 4], [0, 0, 0, 4, 4]])  # 2 items each: 1 target (4) per row
+LONG = torch.tensor([[4, 1, 1, 1, 1], [4, 1, 1, 1, 1]])  # 5 items each: 4 targets (1) per row
+
+
+def test_a_batch_loss_is_its_positions_summed_over_the_average_batch_so_an_epoch_weighs_every_position_alike():
+    weights = PositionWeights(batch_size=2, mean_length=(2 + 2 + 5 + 5) / 4)  # 2.5 targets a row, 5 a batch
+    generator = torch.Generator().manual_seed(0)
+    short = NextItem().loss(FixedScores(), SHORT, generator, weights)
+    long = NextItem().loss(FixedScores(), LONG, generator, weights)
+    assert short.item() == pytest.approx(2 * math.log(2) / 5)
+    assert long.item() == pytest.approx(8 * math.log(6) / 5)
+    per_position = (2 * math.log(2) + 8 * math.log(6)) / 10  # 10 targets, each counted once
+    assert (short.item() + long.item()) / 2 == pytest.approx(per_position)
+    # a mean per batch gives the 2 short targets the say of the 8 long ones
+    batch_means = [NextItem().loss(FixedScores(), b, generator).item() for b in (SHORT, LONG)]
+    assert batch_means == pytest.approx([math.log(2), math.log(6)])
+    assert sum(batch_means) / 2 != pytest.approx(per_position)
+
+
+def test_over_an_epoch_of_length_buckets_every_position_counts_once_with_one_weight():
+    torch.manual_seed(0)
+    model = SequenceEncoder(20, ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)).eval()
+    rng = np.random.default_rng(1)
+    rows = torch.as_tensor(rng.integers(1, 21, size=(48, 9)))
+    lengths = torch.as_tensor(rng.choice([2, 3, 9], size=48, p=[0.6, 0.3, 0.1]))
+    rows[torch.arange(9)[None, :] < 9 - lengths[:, None]] = PAD  # left-padded histories of 2, 3 or 9 items
+    weights = PositionWeights(batch_size=8, mean_length=float(lengths.float().mean()))
+    divisor = 8 * NextItem().targets_per_row(weights.mean_length)  # positions of an average batch
+    objective, generator = NextItem(), torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        batches = length_buckets(lengths, 8, generator)
+        losses = [objective.loss(model, rows[i][:, -int(lengths[i].max()) :], generator, weights) for i in batches]
+        batch = objective.make_batch(rows, generator)
+        hidden = model(batch.inputs, causal=True)[batch.targets != PAD]  # (N, D): every target position
+        every_position = F.cross_entropy(model.item_logits(hidden), batch.targets[batch.targets != PAD], reduction="sum")
+    assert torch.stack(losses).sum().item() == pytest.approx(every_position.item() / divisor, rel=1e-5)
+
+
+def test_length_buckets_hold_similar_lengths_and_about_the_same_number_of_positions():
+    lengths = torch.tensor([3] * 600 + [5] * 300 + [10] * 100 + [50] * 30)  # 4,770 next-item targets
+    batches = length_buckets(lengths, 64, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(len(lengths)))  # every row once
+    budget = 64 * (lengths - 1).float().mean().item()  # 64 average rows' positions: 296
+    positions = [int((lengths[b] - 1).sum()) for b in batches]
+    assert len(batches) == round(len(lengths) / 64)  # as many steps as batches of 64 rows
+    assert all(budget - 49 <= p <= budget + 49 for p in sorted(positions)[1:])  # within one row; one remainder
+    assert sum(int(lengths[b].max() - lengths[b].min()) == 0 for b in batches) >= 12  # most batches: one length
+    sizes = sorted(len(b) for b in batches)
+    assert sizes[-1] > 64 * 2 and sizes[0] < 64 // 8  # many short rows in a batch, few long ones
+    # a per-sequence objective (contrastive pretraining) gets 64 rows a batch, as before
+    by_rows = sorted(len(b) for b in length_buckets(lengths, 64, torch.Generator().manual_seed(0), "sequence"))
+    assert by_rows[1:] == [64] * (len(by_rows) - 1) and by_rows[0] == len(lengths) % 64
+
+
+@pytest.mark.parametrize("name, unit", [
+    ("next_item", "position"), ("masked_item", "position"), ("contrastive", "sequence"),
+    ("contrastive+masked_item", "position"),
+])
+def test_each_objective_says_what_its_loss_averages_over(name, unit):
+    assert make_objective(name, SequenceEncoder(20, TINY_MODEL), 0.2).unit == unit
+
+
+def test_masked_item_targets_per_row_is_the_expected_count_of_hidden_positions():
+    objective = MaskedItem(mask_token=21, mask_prob=0.2)
+    rows = [torch.tensor([[3, 4]]), torch.tensor([[5, 6, 7, 8, 9, 1]]), torch.full((1, 9), 2)]  # 2, 6 and 9 items
+    generator = torch.Generator().manual_seed(0)
+    # each cut to its own length, as training cuts a batch of one length
+    hidden = [sum((objective.make_batch(r, generator).targets != PAD).sum().item() for r in rows) / 3 for _ in range(4000)]
+    assert np.mean(hidden) == pytest.approx(objective.targets_per_row((2 + 6 + 9) / 3), rel=0.02)
+
+
+# --- one fit function for the stages and the benchmark ----------------------------------------
+
+TINY_MODEL = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=12, dropout=0.2)
+TINY_TRAIN = dataclasses.replace(
+    TrainConfig(), pretrain_epochs=2, epochs=3, patience=3, batch_size=32, lr=5e-3, device="cpu", processes=1,
+)
+
+
+def test_the_finetune_stage_and_the_benchmark_train_the_same_model_through_fit(recsys_home):
+    data = recsys_home / "events.csv"
+    write_interactions(generate_interactions(SyntheticSpec(users=150, items=40, topics=4, seed=5)), str(data))
+    config = dataclasses.replace(
+        config_from_env(), model=TINY_MODEL, train=TINY_TRAIN, pretrain_objectives=NIGHTLY_PRETRAINING,
+    )
+    run = RunContext("fit-run", config)
+    seqs = build_sequences(read_interactions(str(data)))
+    sequences = run.path("sequences.npz")  # what `prepare` would have written, from the same file as the benchmark
+    run.store.write_bytes(sequences, seqs.to_bytes())
+
+    encoder = pretrain(run, sequences, force=True)
+    trained = finetune(run, sequences, encoder["encoder"])
+    stage_model = load_torch(run, f"models/{trained['model_version']}/model.pt")
+    lineage = run.store.read_json(f"models/{trained['model_version']}/lineage.json")
+
+    figures = run_benchmark(str(data), None, TINY_MODEL, TINY_TRAIN)  # the default: pretraining as the nightly
+    assert figures["pretrain_objectives"] == [NIGHTLY_PRETRAINING]
+    assert [(h["loss"], h["val"]) for h in figures["history"]] == [(h["loss"], h["val"]) for h in lineage["history"]]
+    pretrain_losses = [h["loss"] for h in run.store.read_json("encoders/LATEST.json")["history"]]
+    assert [h["loss"] for h in figures["pretrain_history"]] == pretrain_losses
+
+    split = leave_one_out(seqs, min_length=config.min_sequence_length)
+    direct = fit(seqs, split, TINY_MODEL, TINY_TRAIN, FINETUNE, None, load_torch(run, encoder["encoder"]))
+    for name, weight in direct.model.state_dict().items():
+        assert torch.equal(weight, stage_model["state_dict"][name]), name
+    assert direct.result.best_epoch == figures["best_epoch"] == trained["best_epoch"]
+
+
+def test_the_benchmark_runs_the_nightly_pretraining_unless_told_otherwise():
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
+    assert pretraining_names(None) == defaults["pretrain_objectives"] == NIGHTLY_PRETRAINING
+    assert BENCH_TRAIN.pretrain_epochs == TrainConfig().pretrain_epochs > 0
+    assert pretraining_names(()) == pretraining_names("none") == ""
+    assert pretraining_names(("contrastive", "attribute")) == "contrastive+attribute"
+
+
+def test_the_distributed_launcher_knows_no_stage():
+    code = "import json, sys, recsys_tasks.distributed; print(json.dumps([m for m in sys.modules if 'stages' in m]))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(loaded) == []
+    assert target_name(fit) == "recsys_tasks.fit:fit"
+    with pytest.raises(ValueError, match="module-level"):
+        target_name(lambda: None)
+
+
+# --- checkpoints are loaded weights-only --------------------------------------------------------
+
+
+class PlantedPayload:
+    """What an attacker would plant: unpickling it runs a shell command."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def local_run(tmp_path) -> RunContext:
+    return RunContext("planted", PipelineConfig(source_uri="unused", db_url="sqlite://", artifact_root=str(tmp_path / "artifacts")))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_planted_model_file_is_refused_and_never_runs(tmp_path, zip_format):
+    run, marker = local_run(tmp_path), tmp_path / "pwned"
+    planted = {"n_items": 3, "state_dict": PlantedPayload(f"touch {marker}"), "item_ids": ["a", "b", "c"]}
+    buffer = io.BytesIO()  # both formats torch.load reads; with weights_only=False either runs the command
+    torch.save(planted, buffer, _use_new_zipfile_serialization=zip_format)
+    run.store.write_bytes("models/v-planted/model.pt", buffer.getvalue())
+    with pytest.raises(ArtifactError, match="not written by this pipeline or was altered") as caught:
+        load_torch(run, "models/v-planted/model.pt")
+    assert "models/v-planted/model.pt" in str(caught.value) and not caught.value.retryable
+    assert not marker.exists()  # the command never ran
+
+
+def test_a_truncated_checkpoint_and_a_planted_resume_state_fail_clearly(tmp_path):
+    run, marker = local_run(tmp_path), tmp_path / "pwned"
+    model = SequenceEncoder(3, TINY_MODEL)
+    save_torch(run, "encoders/cut/encoder.pt", {**model.checkpoint(), "item_ids": ["a", "b", "c"]})
+    whole = run.store.read_bytes("encoders/cut/encoder.pt")
+    assert load_torch(run, "encoders/cut/encoder.pt")["item_ids"] == ["a", "b", "c"]
+    run.store.write_bytes("encoders/cut/encoder.pt", whole[: len(whole) // 2])
+    with pytest.raises(ArtifactError, match="not a readable checkpoint"):
+        load_torch(run, "encoders/cut/encoder.pt")
+    buffer = io.BytesIO()
+    torch.save({"result": PlantedPayload(f"touch {marker}")}, buffer)
+    run.store.write_bytes(run.path("checkpoints/finetune.pt"), buffer.getvalue())
+    with pytest.raises(ArtifactError):
+        checkpoints_for(run, "finetune").load()  # a retried task would resume from it
+    assert not marker.exists()
