@@ -2,7 +2,8 @@
 ### Nightly recommendations
 
 Every night: **extract** the interaction log -> **validate** it (Great Expectations) ->
-**prepare** sequences and a leave-one-out split -> **pretrain** the encoder (reused unless
+**prepare** sequences and a leave-one-out split -> **track_outcomes** (how the lists readers
+have been seeing did against the events since) -> **pretrain** the encoder (reused unless
 missing or `force_pretrain`) -> **finetune** next-item prediction -> **evaluate** against
 popularity -> **gate** -> **generate** top-K per user in shards -> **publish** atomically
 to `recommendations`, read through the `recommendations_current` view.
@@ -60,6 +61,10 @@ def recsys_nightly():
         return call("finetune", prepared["sequences"], encoder["encoder"], extracted["item_attributes"])
 
     @task
+    def track_outcomes(extracted: dict) -> dict:
+        return call("track_outcomes", extracted["interactions"])
+
+    @task
     def evaluate(prepared: dict, trained: dict) -> dict:
         return call("evaluate", prepared["sequences"], trained["model_version"])
 
@@ -70,6 +75,7 @@ def recsys_nightly():
     extracted, prepared = ingest_tasks()
     encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
     trained = finetune(extracted, prepared, encoder)
+    prepared >> track_outcomes(extracted) >> trained  # the lists readers saw are scored before anything replaces them
     blessed = gate(trained, evaluate(prepared, trained))
     serve_tasks(prepared, trained, after=blessed, outlets=[RECOMMENDATIONS])
 

@@ -15,7 +15,6 @@ import io
 import posixpath
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cached_property
 from threading import Lock
 from typing import Any
@@ -31,7 +30,6 @@ from recsys_tasks.redact import redact
 from recsys_tasks.report import SCORER_ORDER
 from recsys_tasks.validation import describe
 
-OUTCOMES_TABLE = "recsys_outcomes"
 SIMILAR_VIEW = "similar_items_current"
 FALLBACK_TABLE = "recommendations_fallback"
 SERVED_ARTIFACTS = ("data_docs/", "report/")  # what of a run's folder the page may hand out
@@ -184,14 +182,16 @@ def quality(dep: Deployment, metric: str = "NDCG@10", limit: int = 60) -> list[d
     ]
 
 
-def quality_svg(history: list[dict[str, Any]], metric: str = "NDCG@10", width: int = 880, height: int = 300) -> str:
+def quality_svg(history: list[dict[str, Any]], metric: str = "NDCG@10", width: int = 880, height: int = 300,
+                series: dict[str, str] = SERIES, colours: dict[str, str] = COLOURS) -> str:
     """A line per scorer across runs; rejected candidates drawn hollow. Inline SVG, no script."""
     if not history:
         return ""
+    SERIES, COLOURS = series, colours  # noqa: N806 (the module's defaults, or the caller's lines)
     left, right, top, bottom = 56, 130, 16, 40
     names = [n for n in SERIES if any(n in h["scores"] for h in history)]
     drawn = sorted(names, key=lambda n: n == "model")  # the candidate last, on top of any line it ties with
-    top_value = max(v for h in history for v in h["scores"].values()) * 1.1 or 1.0
+    top_value = max(v for h in history for v in h["scores"].values() if v is not None) * 1.1 or 1.0
     step = (width - left - right) / max(len(history) - 1, 1)
 
     def x(i: int) -> float:
@@ -225,24 +225,35 @@ def quality_svg(history: list[dict[str, Any]], metric: str = "NDCG@10", width: i
     return "".join([*parts, "</svg>"])
 
 
-def outcomes(dep: Deployment, limit: int = 200) -> dict[str, Any] | None:
-    """Realised outcomes of published lists, when the outcomes table exists (else None)."""
-    if not dep.has(OUTCOMES_TABLE):
-        return None
-    columns = dep.columns(OUTCOMES_TABLE)
-    order = next((c for c in ("measured_at", "computed_at", "updated_at", "created_at", "published_at") if c in columns),
-                 "run_id" if "run_id" in columns else columns[0])
-    with dep.engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(f"SELECT * FROM {OUTCOMES_TABLE} ORDER BY {order} DESC LIMIT :n"), {"n": limit}
-        ).all()
-    return {"columns": columns, "rows": [[_cell(v) for v in row] for row in rows]}
+OUTCOME_SERIES = {"model": "model's lists", "control": "control (holdout)"}
+OUTCOME_COLOURS = {"model": "#1f6feb", "control": "#8c959f"}
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return when(value) if isinstance(value, datetime) else ("" if value is None else str(value))
+def outcomes(dep: Deployment, limit: int = 200) -> dict[str, Any]:
+    """Realised outcomes of published lists (`recsys_outcomes`, newest first) and, per scoring
+    run, oldest first, the hit rate of each variant's lists: the points of the outcomes chart."""
+    from recsys_tasks import outcomes as tracked
+
+    if not dep.has(dep.tables.outcomes):
+        return {"rows": [], "history": []}
+    rows = tracked.read_outcomes(dep.engine, dep.tables, limit=limit)
+    history: dict[str, dict[str, Any]] = {}
+    for r in reversed(rows):
+        if r["strategy"] == tracked.ALL and r["variant"] in OUTCOME_SERIES and r["hit_rate"] is not None:
+            point = history.setdefault(r["run_id"], {"run_id": r["run_id"], "status": "published", "k": r["k"], "scores": {}})
+            point["scores"][r["variant"]] = r["hit_rate"]
+    shown = [{**r, "scored": when(r["scored_at"]), "uplift_text": _uplift(r)} for r in rows]
+    return {"rows": shown, "history": list(history.values())}
+
+
+def outcomes_svg(history: list[dict[str, Any]]) -> str:
+    return quality_svg(history, "hit rate@K", series=OUTCOME_SERIES, colours=OUTCOME_COLOURS)
+
+
+def _uplift(row: dict[str, Any]) -> str:
+    if row.get("uplift") is None or row["uplift"] != row["uplift"]:
+        return ""
+    return f"{row['uplift']:+.1%} ({row['uplift_low']:+.1%} to {row['uplift_high']:+.1%})"
 
 
 def models(dep: Deployment) -> dict[str, Any]:

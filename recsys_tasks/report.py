@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -175,3 +176,30 @@ def write_evaluation_report(store: Any, prefix: str, model_version: str, results
 
 def summary_line(summary: dict[str, Any]) -> str:
     return json.dumps(summary, sort_keys=False)
+
+
+def outcomes_table(rows: list[dict[str, Any]]) -> str:
+    """`recsys outcomes` and the outcomes report: per scoring run, one line per group, then the uplift."""
+
+    def num(value: Any, fmt: str) -> str:
+        return "-" if value is None or value != value else format(value, fmt)  # None and NaN: not measured
+
+    lines: list[str] = []
+    for (run_id, published), group in itertools.groupby(rows, key=lambda r: (r["run_id"], r["published_run_id"])):
+        group = list(group)
+        since = group[0].get("events_since")
+        lines += ["" if lines else None, f"run {run_id} scored the lists of run {published}"
+                  + (f" against the events after {since}" if since else "") + f" (K = {group[0]['k']})",
+                  f"  {'model':<14} {'strategy':<10} {'variant':<8} {'listed':>7} {'active':>7} {'hits':>6} "
+                  f"{'HR@K':>7} {'NDCG@K':>7} {'cover':>6} {'w.hits':>8}"]
+        for r in group:
+            lines.append(
+                f"  {r['model_version'][:14]:<14} {r['strategy']:<10} {r['variant']:<8} {r['listed_users']:>7} "
+                f"{r['active_users']:>7} {r['hit_users']:>6} {num(r['hit_rate'], '.4f'):>7} {num(r['ndcg'], '.4f'):>7} "
+                f"{num(r['coverage'], '.3f'):>6} {num(r['weighted_hits'], '.1f'):>8}"
+            )
+        for r in group:
+            if r.get("uplift") is not None and r["uplift"] == r["uplift"]:
+                lines.append(f"  uplift of the model over control (hit rate@{r['k']}): {r['uplift']:+.1%} "
+                             f"(95% interval {r['uplift_low']:+.1%} to {r['uplift_high']:+.1%})")
+    return "\n".join(line for line in lines if line is not None)

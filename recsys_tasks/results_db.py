@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 PARTITION_BY = " PARTITION BY LIST (run_id)"
-RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at", "strategy")
+RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at", "strategy", "variant")
+# columns that came after the first release, added to older tables in place: name -> DDL type
+ADDED_COLUMNS = {"strategy": "VARCHAR(16) NOT NULL DEFAULT 'model'", "variant": "VARCHAR(16) NOT NULL DEFAULT 'model'"}
 
 
 def utcnow() -> datetime:
@@ -55,6 +57,7 @@ class Tables:
     reader_role: str = "recsys_reader"
     stages: str = "recsys_runs_stages"
     runs_public: str = "recsys_runs_public"  # what readers may see of the run table
+    outcomes: str = "recsys_outcomes"  # how published lists did (outcomes.py)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Tables:
@@ -66,13 +69,14 @@ class Tables:
             reader_role=sql_identifier(config.reader_role),
             stages=sql_identifier(f"{config.runs_table}_stages"),
             runs_public=sql_identifier(f"{config.runs_table}_public"),
+            outcomes=sql_identifier(config.outcomes_table),
         )
 
     def render(self, sql: str, partition_by: str = "") -> str:
         return sql.format(
             results_table=self.results, runs_table=self.runs, pointer_table=self.pointer,
             current_view=self.view, reader_role=self.reader_role, stages_table=self.stages,
-            runs_public=self.runs_public, partition_by=partition_by,
+            runs_public=self.runs_public, outcomes_table=self.outcomes, partition_by=partition_by,
         )
 
     def partition(self, run_id: str) -> str:
@@ -127,7 +131,7 @@ def schema_is_current(engine: sa.Engine, tables: Tables) -> bool:
     """True when every table and view exists with today's columns: no DDL, and no lock, needed."""
     inspector = sa.inspect(engine)
     names = set(inspector.get_table_names()) | set(inspector.get_view_names())
-    if not {tables.results, tables.runs, tables.stages, tables.pointer, tables.view, tables.runs_public} <= names:
+    if not {tables.results, tables.runs, tables.stages, tables.pointer, tables.view, tables.runs_public, tables.outcomes} <= names:
         return False
     if engine.dialect.name == "postgresql" and tables.results not in _partitioned_tables(engine):
         return False
@@ -192,10 +196,12 @@ def _apply_schema_once(engine: sa.Engine, tables: Tables) -> None:
                 conn.exec_driver_sql(statement.replace("%", "%%"))
 
 
-def _add_strategy_column(conn: sa.Connection, table: str) -> None:
-    """The `strategy` column came after the first release."""
-    if "strategy" not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
-        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN strategy VARCHAR(16) NOT NULL DEFAULT 'model'")
+def _add_missing_columns(conn: sa.Connection, table: str) -> None:
+    """Columns that came after the first release (`ADDED_COLUMNS`), added where missing."""
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    for name, ddl in ADDED_COLUMNS.items():
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
 
 
 def _set_aside_unpartitioned_results(conn: sa.Connection, tables: Tables) -> str | None:
@@ -213,13 +219,13 @@ def _set_aside_unpartitioned_results(conn: sa.Connection, tables: Tables) -> str
     conn.exec_driver_sql(f"ALTER TABLE {tables.results} RENAME TO {legacy}")
     if primary_key:  # frees the name `<results>_pkey` for the partitioned table's key
         conn.exec_driver_sql(f'ALTER TABLE {legacy} RENAME CONSTRAINT "{primary_key}" TO {legacy}_pkey')
-    _add_strategy_column(conn, legacy)
+    _add_missing_columns(conn, legacy)
     return legacy
 
 
 def _upgrade_older_schema(conn: sa.Connection, tables: Tables) -> None:
     """Bring tables made by earlier versions up to date."""
-    _add_strategy_column(conn, tables.results)
+    _add_missing_columns(conn, tables.results)
     inspector = sa.inspect(conn)
     views = set(inspector.get_view_names())
     if tables.view in views and [c["name"] for c in inspector.get_columns(tables.view)] != list(RESULT_COLUMNS):
@@ -406,7 +412,8 @@ def publish_recommendations(
     on_switch: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
-    time) and switch readers to it, in one transaction; then retire old runs.
+    time) and switch readers to it in one commit (PostgreSQL: the run's partition is attached
+    in a commit before, invisible until then); then retire old runs.
 
     Publishers are serialised (`_take_publisher_lock`); a run never replaces one that started
     after it (StalePublishError). `on_switch` (e.g. promoting the model in the registry) runs
@@ -418,18 +425,35 @@ def publish_recommendations(
     def stamped(parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for part in parts:
             part = part.assign(run_id=run_id, generated_at=now)
-            yield part if "strategy" in part else part.assign(strategy="model")
+            defaults = {c: "model" for c in ADDED_COLUMNS if c not in part}
+            yield part.assign(**defaults) if defaults else part
 
     parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)
-    with engine.begin() as conn:
-        _take_publisher_lock(conn, tables)
+
+    def refuse_if_stale(conn: sa.Connection) -> None:
         if newer := _newer_run_shown(conn, tables, run_id):
             raise StalePublishError(
                 f"run {run_id} not published: readers already see run {newer}, which started after it"
             )
-        if postgres:
+
+    if postgres:
+        # The partition is attached and committed before the switch, never in the same commit:
+        # a reader's statement may be planned (partition list read) before a commit and run on
+        # a snapshot taken after it; had the attach and the pointer switch committed together,
+        # such a statement would follow the new pointer to a partition its plan lacks, and see
+        # no rows at all. The attached partition stays invisible until the pointer names it.
+        with engine.begin() as conn:
+            refuse_if_stale(conn)
             written = _load_partition(conn, tables, run_id, parts)
-        else:
+    with engine.begin() as conn:
+        _take_publisher_lock(conn, tables)
+        try:
+            refuse_if_stale(conn)
+        except StalePublishError:
+            if postgres:
+                _drop_unshown_partition(engine, tables, run_id)
+            raise
+        if not postgres:
             written = _insert_rows(conn, tables, run_id, parts)
         switch = sa.text(
             f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
@@ -450,6 +474,16 @@ def publish_recommendations(
         log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
         retired = []
     return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired}
+
+
+def _drop_unshown_partition(engine: sa.Engine, tables: Tables, run_id: str) -> None:
+    """A stale run's partition, loaded but never shown, is dropped (the next publish would retire it anyway)."""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{RETIRE_LOCK_TIMEOUT}'")
+            _ddl(conn, f"DROP TABLE IF EXISTS {tables.partition(run_id)}")
+    except sa.exc.OperationalError as error:
+        log.warning("the partition of stale run %s stays until the next publish retires it: %s", run_id, error.orig)
 
 
 def _runs_present(conn: sa.Connection, tables: Tables) -> dict[str, str | None]:
@@ -497,9 +531,12 @@ def read_current(engine: sa.Engine, tables: Tables, user_id: str | None = None) 
         return pd.read_sql(sa.text(sql_file("reader_query.sql", tables)), conn, params={"user_id": user_id})
 
 
-def read_current_for(engine: sa.Engine, tables: Tables, user_ids: list[str], chunk: int = 500) -> pd.DataFrame:
-    """The published rows of these users (`user_id, rank, item_id`)."""
-    statement = sa.text(f"SELECT user_id, rank, item_id FROM {tables.view} WHERE user_id IN :users").bindparams(
+def read_current_for(
+    engine: sa.Engine, tables: Tables, user_ids: list[str], chunk: int = 500,
+    columns: tuple[str, ...] = ("user_id", "rank", "item_id"),
+) -> pd.DataFrame:
+    """The published rows of these users (`columns` of the reader view)."""
+    statement = sa.text(f"SELECT {', '.join(columns)} FROM {tables.view} WHERE user_id IN :users").bindparams(
         sa.bindparam("users", expanding=True)
     )
     with engine.connect() as conn:
@@ -507,4 +544,4 @@ def read_current_for(engine: sa.Engine, tables: Tables, user_ids: list[str], chu
             pd.read_sql(statement, conn, params={"users": user_ids[lo : lo + chunk]})
             for lo in range(0, len(user_ids), chunk)
         ]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["user_id", "rank", "item_id"])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(columns))

@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS {results_table} (
     generated_at  TIMESTAMP WITH TIME ZONE NOT NULL,
     -- 'model', or 'popularity' for users with too little history for the model
     strategy      VARCHAR(16)      NOT NULL DEFAULT 'model',
+    -- 'model', or 'control' for the holdout (holdout_fraction) shown the control list
+    variant       VARCHAR(16)      NOT NULL DEFAULT 'model',
     PRIMARY KEY (run_id, user_id, rank)
 ){partition_by};
 
@@ -45,6 +47,33 @@ CREATE TABLE IF NOT EXISTS {stages_table} (
     started_at  TIMESTAMP WITH TIME ZONE NOT NULL,
     seconds     DOUBLE PRECISION,
     PRIMARY KEY (run_id, stage)
+);
+
+-- How the published lists did: each nightly run, before it trains, scores the lists readers
+-- were shown (published_run_id) against the events that came after that run's data. One row
+-- per (model_version, strategy, variant) group, plus 'all' rows; uplift (relative hit rate of
+-- variant 'model' over 'control', with a 95% interval) on the ('all', 'model') row.
+CREATE TABLE IF NOT EXISTS {outcomes_table} (
+    run_id            VARCHAR(250) NOT NULL,
+    published_run_id  VARCHAR(250) NOT NULL,
+    model_version     VARCHAR(100) NOT NULL,
+    strategy          VARCHAR(16)  NOT NULL,
+    variant           VARCHAR(16)  NOT NULL,
+    k                 INTEGER      NOT NULL,
+    events_since      TIMESTAMP WITH TIME ZONE,
+    events_until      TIMESTAMP WITH TIME ZONE,
+    listed_users      INTEGER      NOT NULL,
+    active_users      INTEGER      NOT NULL,
+    hit_users         INTEGER      NOT NULL,
+    hit_rate          DOUBLE PRECISION,
+    ndcg              DOUBLE PRECISION,
+    coverage          DOUBLE PRECISION,
+    weighted_hits     DOUBLE PRECISION NOT NULL,
+    uplift            DOUBLE PRECISION,
+    uplift_low        DOUBLE PRECISION,
+    uplift_high       DOUBLE PRECISION,
+    scored_at         TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, published_run_id, model_version, strategy, variant)
 );
 
 -- Which run each reader view shows. Switching a run is one UPDATE of one row.

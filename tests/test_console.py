@@ -110,14 +110,23 @@ def test_quality_per_run_oldest_first_and_its_chart(dep):
     assert console.quality_svg([]) == ""
 
 
-def test_outcomes_only_when_the_table_exists(dep):
-    assert console.outcomes(dep) is None
-    with dep.engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE recsys_outcomes (run_id TEXT, variant TEXT, strategy TEXT, ndcg_at_10 REAL)")
-        conn.exec_driver_sql(f"INSERT INTO recsys_outcomes VALUES ('{GOOD}', 'model', 'model', 0.04321)")
+def test_outcomes_rows_and_their_chart_come_from_the_outcomes_table(dep):
+    from recsys_tasks import outcomes
+
+    assert console.outcomes(dep) == {"rows": [], "history": []}
+    lists = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "rank": [1, 2, 1, 2], "item_id": ["x", "y", "x", "z"],
+                          "model_version": "v-1", "strategy": "model", "variant": ["model", "model", "control", "control"]})
+    events = pd.DataFrame({"user_id": ["a", "b"], "item_id": ["y", "q"], "event_type": ["view", "view"]})
+    for run, stamp in ((GOOD, "2026-11-20"), (BAD, "2026-11-21")):
+        rows = outcomes.score_lists(lists, events, {}, catalogue_items=10).assign(
+            run_id=run, published_run_id="published-run", scored_at=pd.Timestamp(stamp, tz="UTC").to_pydatetime())
+        outcomes.write_outcomes(dep.engine, dep.tables, rows)
     found = console.outcomes(dep)
-    assert found["columns"] == ["run_id", "variant", "strategy", "ndcg_at_10"]
-    assert found["rows"] == [[GOOD, "model", "model", "0.0432"]]
+    assert [r["run_id"] for r in found["history"]] == [GOOD, BAD]  # oldest first
+    assert found["history"][0]["scores"] == {"model": 1.0, "control": 0.0}
+    assert found["rows"][0]["run_id"] == BAD and len(found["rows"]) == 2 * 5
+    svg = console.outcomes_svg(found["history"])
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "control (holdout)" in svg
 
 
 def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
@@ -139,7 +148,7 @@ def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
 def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
     found = console.user_lookup(dep, "1", history=2)
     assert found["run_id"] == GOOD and found["model_version"] == "v-1"
-    assert found["columns"] == ["rank", "item_id", "score", "strategy"]
+    assert found["columns"] == ["rank", "item_id", "score", "strategy", "variant"]
     assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [(1, "b", "model"), (2, "c", "model"), (3, "d", "model")]
     assert [e["item_id"] for e in found["history"]] == ["g", "f"]  # the last two, newest first
     assert found["history"][0]["ts"] == "1970-01-05 00:00 UTC"
@@ -149,9 +158,8 @@ def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
 
 
 def test_variant_and_similar_items_appear_when_published(dep):
-    with dep.engine.begin() as conn:  # a deployment whose view carries the holdout variant
-        conn.exec_driver_sql(f"DROP VIEW {dep.tables.view}")
-        conn.exec_driver_sql(f"CREATE VIEW {dep.tables.view} AS SELECT *, 'control' AS variant FROM {dep.tables.results}")
+    with dep.engine.begin() as conn:  # user 2 in the holdout
+        conn.exec_driver_sql(f"UPDATE {dep.tables.results} SET variant = 'control' WHERE user_id = '2'")
     assert console.user_lookup(dep, "2")["rows"][0]["variant"] == "control"
     assert console.similar_items(dep, "c") == {"item_id": "c", "available": False, "rows": []}
     with dep.engine.begin() as conn:

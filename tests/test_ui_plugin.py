@@ -1,7 +1,9 @@
 """The Recsys console in a real Airflow UI, driven by Debian's headless Chromium.
 
-One embedded deployment is seeded by the real pipeline: a first nightly run is published, a
-second one is rejected by the gate (kept for inspection, so the registry holds two versions).
+One embedded deployment is seeded by the real pipeline: a first nightly run is published on
+the log up to a cut-off (20% of users held out on the popularity list), a second one, on the
+whole log, scores those lists against the events since, and is rejected by the gate (kept for
+inspection, so the registry holds two versions).
 Then `airflow api-server` serves Airflow's UI with the plugins folder and the simple auth
 manager (an admin and a viewer); people log in through Airflow's own login page, open the
 console from the UI's navigation, and the browser's console must stay free of errors.
@@ -14,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,13 +27,16 @@ import pytest
 import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from helpers import stop_process_group
 from recsys_tasks import registry, results_db
 from recsys_tasks.artifacts import ArtifactStore
 from recsys_tasks.config import config_from_env
+from recsys_tasks.sources import read_interactions, write_interactions
 
 REPO = Path(__file__).resolve().parents[1]
 # the README's screenshots are refreshed with RECSYS_SCREENSHOTS=docs/screenshots; a plain run
@@ -40,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("RECSYS_SCREENSHOTS") or tempfile.mkdtemp(prefix="recsys-shots-")).resolve()
 BIN = Path(sys.executable).parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2"]
+TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2", "--param", "holdout_fraction=0.2"]
 USERS = {"admin": "admin", "viewer": "viewer"}
 # Airflow's own login page asks for the UI config before anyone is logged in, and logs the 401
 LOGIN_PAGE_401 = "/ui/config - Failed to load resource: the server responded with a status of 401"
@@ -76,8 +80,12 @@ def site(tmp_path_factory):
     """Two real nightly runs, then Airflow's API server with the console plugin on a free port."""
     home = tmp_path_factory.mktemp("console")
     env = _environment(home)
-    _recsys(env, "demo-data", "--users", "300", "--items", "120", "--out", f"sqlite:///{home}/recsys.db?table=interactions")
+    source, whole = f"sqlite:///{home}/recsys.db?table=interactions", f"sqlite:///{home}/whole.db?table=interactions"
+    _recsys(env, "demo-data", "--users", "300", "--items", "120", "--out", whole)
+    log = read_interactions(whole)
+    write_interactions(log[log["ts"] <= log["ts"].quantile(0.85)], source)  # the log as of the first night
     _recsys(env, "run", *TINY, "--param", "epochs=1", "--param", "gate_min_lift=-0.9")  # published: production v1
+    write_interactions(log, source)  # the next day's events landed
     port = _free_port()
     log = open(home / "api-server.log", "w")  # closed below, after the server
     server = subprocess.Popen(
@@ -104,12 +112,7 @@ def site(tmp_path_factory):
             config = config_from_env({})
         yield {"base": base, "home": home, "passwords": passwords, "config": config}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
+        stop_process_group(server, grace=20)
         log.close()
 
 
@@ -139,6 +142,15 @@ def wait_for(driver: WebDriver, css: str, timeout: float = 30):
     return WebDriverWait(driver, timeout).until(lambda d: d.find_elements(By.CSS_SELECTOR, css))[0]
 
 
+def wait_text(driver: WebDriver, css: str, predicate, timeout: float = 20) -> str:
+    """The text of `css` once `predicate` holds for it. A form post replaces the page, so an element
+    found on the old page can go stale before its text is read: such reads are tried again."""
+    def ready(d):
+        text = d.find_element(By.CSS_SELECTOR, css).text
+        return text if predicate(text) else False
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(ready)
+
+
 def login(driver: WebDriver, site: dict, user: str) -> None:
     """Through Airflow's own login page, onto the UI's home page."""
     driver.delete_all_cookies()
@@ -159,7 +171,7 @@ def open_console(driver: WebDriver) -> None:
 
 def tab(driver: WebDriver, name: str) -> None:
     driver.find_element(By.LINK_TEXT, name).click()
-    WebDriverWait(driver, 20).until(lambda d: d.find_element(By.CSS_SELECTOR, "nav a.on").text == name)
+    wait_text(driver, "nav a.on", lambda text: text == name)
 
 
 def screenshot(driver: WebDriver, name: str) -> None:
@@ -185,7 +197,10 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     assert browser.find_element(By.ID, "who").text == "admin · admin"
     rows = cells(browser, "#runs tbody tr")
     assert [r[1] for r in rows] == ["rejected", "published"]  # newest first
-    assert "live" in rows[1][0] and rows[1][5] == "3,000"  # 300 users x top 10
+    engine = results_db.make_engine(site["config"].db_url)
+    tables = results_db.Tables.from_config(site["config"])
+    live = results_db.get_run(engine, tables, results_db.current_run_id(engine, tables))
+    assert "live" in rows[1][0] and rows[1][5] == f"{live['rows_written']:,}" and live["rows_written"] > 2500
     assert "required lift +1000%" in rows[0][7] and "production v-" in rows[0][7]
     screenshot(browser, "runs")
 
@@ -198,8 +213,6 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     header = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#metrics thead th")]
     assert header[:3] == ["metric", "candidate", "production"] and "popularity" in header
     metrics = {r[0]: r[1:] for r in cells(browser, "#metrics tbody tr")}
-    engine = results_db.make_engine(site["config"].db_url)
-    tables = results_db.Tables.from_config(site["config"])
     rejected = results_db.recent_runs(engine, tables)[0]
     assert metrics["NDCG@10"][0] == f"{rejected['metrics']['model']['NDCG@10']:.4f}"
     stages = [r[0] for r in cells(browser, "#timings tr")]
@@ -213,7 +226,10 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     tab(browser, "Quality")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#quality-chart svg polyline")) >= 3
     assert len(cells(browser, "#quality tbody tr")) == 2
-    assert browser.find_element(By.ID, "outcomes").text == "No outcomes yet."
+    outcomes = {(r[3], r[4]): r for r in cells(browser, "#outcomes tbody tr")}  # (strategy, variant)
+    assert {("all", "model"), ("all", "control"), ("all", "all"), ("popularity", "control")} <= set(outcomes)
+    assert outcomes[("all", "model")][12].count("%") == 3  # the uplift and its interval
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#outcomes-chart svg circle")) == 2  # model and control, one run
     screenshot(browser, "quality")
 
     tab(browser, "Models")
@@ -228,7 +244,7 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     published = results_db.read_current(engine, tables, user)
     engine.dispose()
     assert [r[:2] for r in shown] == [[str(r.rank), r.item_id] for r in published.itertuples()]
-    assert {r[3] for r in shown} == {"model"}
+    assert {r[3] for r in shown} <= {"model", "popularity"} and {r[4] for r in shown} <= {"model", "control"}
     history = cells(browser, "#user-history tbody tr")
     assert history and [h[0] for h in history] == sorted((h[0] for h in history), reverse=True)  # newest first
     screenshot(browser, "lookup")
@@ -281,13 +297,13 @@ def test_an_admin_promotes_after_confirming_and_rolls_back(site, browser):
     row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)")
     row.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
     row.find_element(By.CSS_SELECTOR, "button").click()
-    assert f"admin promoted {candidate}" in wait_for(browser, "#notice").text
+    wait_text(browser, "#notice", lambda text: f"admin promoted {candidate}" in text)
     assert browser.find_element(By.ID, "production-version").text == candidate == production(site)
 
     form = browser.find_element(By.ID, "rollback-form")
     form.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
     form.find_element(By.CSS_SELECTOR, "button").click()
-    WebDriverWait(browser, 20).until(lambda d: "rolled back" in d.find_element(By.ID, "notice").text)
+    wait_text(browser, "#notice", lambda text: "rolled back" in text)
     assert browser.find_element(By.ID, "production-version").text == published == production(site)
     browser.switch_to.default_content()
     assert errors(browser) == []

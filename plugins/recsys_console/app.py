@@ -115,8 +115,9 @@ def quality_page(request: Request, user: Reader) -> HTMLResponse:
     from recsys_tasks import console
 
     history = console.quality(deployment())
+    realised = console.outcomes(deployment())
     return page(request, "quality.html", user, "quality", history=history, chart=console.quality_svg(history),
-                series=console.SERIES, outcomes=console.outcomes(deployment()))
+                series=console.SERIES, outcomes=realised, outcomes_chart=console.outcomes_svg(realised["history"]))
 
 
 @app.get("/models", response_class=HTMLResponse)
