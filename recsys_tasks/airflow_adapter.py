@@ -57,9 +57,10 @@ def dag_params() -> dict[str, Any]:
             if spec.choices:
                 schema["enum"] = [*spec.choices] if default is not None else [None, *spec.choices]
             else:
-                schema["minLength"] = 1 if default is not None else 0
+                schema["minLength"] = 1 if default else 0  # "" is a real default (exclude_items: none)
         else:
-            schema["type"] = _JSON_TYPES[spec.kind]
+            # None is a real default too (min_value: keep every event)
+            schema["type"] = _JSON_TYPES[spec.kind] if default is not None else ["null", _JSON_TYPES[spec.kind]]
             schema.update({k: v for k, v in (("minimum", spec.low), ("maximum", spec.high)) if v is not None})
         out[name] = Param(default, **schema)
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,19 +70,33 @@ def k_core(events: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
 
 def build_sequences(
     frame: pd.DataFrame, known_items: list[str] | None = None, keep: str = "first",
-    min_user_events: int = 0, min_item_events: int = 0,
+    min_user_events: int = 0, min_item_events: int = 0, event_weights: Mapping[str, float] | None = None,
 ) -> Sequences:
     """De-duplicate events, filter to a k-core, order by time, and index users and items.
 
-    Repeated (user, item) pairs keep one occurrence (`keep`: "first" or "last"): the split's
-    targets must be items the user has not seen before, because evaluation excludes seen items.
-    `known_items` is the vocabulary of earlier runs: those ids keep their tokens and new ids
-    are appended after them, so a token means the same item from one run to the next.
+    Repeated (user, item) pairs keep one occurrence (`keep`: "first", "last", or "strongest":
+    the event whose type weighs most in `event_weights` (types not named weigh 1), then the
+    highest value, then the earliest; a purchase after a view of the same item is kept, at the
+    purchase's time): the split's targets must be items the user has not seen before, because
+    evaluation excludes seen items. `known_items` is the vocabulary of earlier runs: those ids
+    keep their tokens and new ids are appended after them, so a token means the same item from
+    one run to the next.
     """
-    if keep not in {"first", "last"}:
-        raise ValueError(f"keep must be 'first' or 'last', got {keep!r}")
-    events = frame[["user_id", "item_id", "ts"]].sort_values(["user_id", "ts", "item_id"], kind="stable")
-    events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
+    if keep not in {"first", "last", "strongest"}:
+        raise ValueError(f"keep must be 'strongest', 'first' or 'last', got {keep!r}")
+    if keep == "strongest":
+        weights = event_weights or {}
+        kinds = frame["event_type"] if "event_type" in frame else pd.Series("", index=frame.index)
+        values = frame["value"] if "value" in frame else pd.Series(0.0, index=frame.index)
+        ranked = frame[["user_id", "item_id", "ts"]].assign(
+            _weight=kinds.map(lambda e: weights.get(str(e), 1.0)).astype(float),
+            _value=pd.to_numeric(values, errors="coerce").fillna(-np.inf),
+        ).sort_values(["user_id", "item_id", "_weight", "_value", "ts"], ascending=[True, True, False, False, True], kind="stable")
+        events = ranked.drop_duplicates(["user_id", "item_id"], keep="first")[["user_id", "item_id", "ts"]]
+        events = events.sort_values(["user_id", "ts", "item_id"], kind="stable")
+    else:
+        events = frame[["user_id", "item_id", "ts"]].sort_values(["user_id", "ts", "item_id"], kind="stable")
+        events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
     events = k_core(events, min_user_events, min_item_events)
     known = list(known_items or [])
     seen = set(known)

@@ -96,3 +96,25 @@ def generate_interactions(spec: SyntheticSpec) -> pd.DataFrame:
         }
     )
     return frame
+
+
+TOPIC_WORDS = ("garden", "kitchen", "running", "camping", "makeup", "skincare", "office", "gaming", "baby", "audio",
+               "cycling", "coffee", "books", "travel", "pets", "fishing", "yoga", "tools", "music", "tea")
+
+
+def generate_catalogue(spec: SyntheticSpec) -> pd.DataFrame:
+    """The catalogue of `generate_interactions(spec)`'s items: `item_id, available, title,
+    category, colour`. The title and category name the item's latent topic (the same draw as
+    the log's), so content predicts behaviour; the colour is noise."""
+    rng = np.random.default_rng(spec.seed)
+    item_topic = rng.integers(0, spec.topics, size=spec.items)  # the log's first draw
+    words = [TOPIC_WORDS[t % len(TOPIC_WORDS)] + ("" if t < len(TOPIC_WORDS) else str(t)) for t in range(spec.topics)]
+    noise = np.random.default_rng(spec.seed + 1)
+    colours = np.asarray(["red", "blue", "green", "black", "white"])[noise.integers(0, 5, size=spec.items)]
+    return pd.DataFrame({
+        "item_id": [f"i{i}" for i in range(spec.items)],
+        "available": True,
+        "title": [f"{words[t]} product {i}" for i, t in enumerate(item_topic)],
+        "category": [words[t] for t in item_topic],
+        "colour": colours,
+    })

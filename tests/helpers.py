@@ -1,6 +1,8 @@
 """Small readers the end-to-end tests share: what downstream apps see, and the run table."""
 
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 from recsys_tasks import results_db
@@ -35,3 +37,13 @@ def run_record(config, run_id):
         return results_db.get_run(engine, results_db.Tables.from_config(config), run_id)
     finally:
         engine.dispose()
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM a server started with `start_new_session=True` and its children; SIGKILL after `grace` s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from recsys_tasks import registry, results_db
+from recsys_tasks.content import content_features, fill_cold_items
 from recsys_tasks.evaluation import (
     Scorer,
     ease_scorer,
@@ -23,20 +24,44 @@ from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import Sequences, item_popularity
 from recsys_tasks.report import metrics_table, write_evaluation_report
 from recsys_tasks.stages.context import RunContext
+from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE
 from recsys_tasks.stages.learn import load_data, load_torch
 from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device) -> Scorer:
+def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device, cold_start: bool = False) -> Scorer:
     """Scores of a registered model on today's sequences; a model trained on another
-    vocabulary (yesterday's production) has its items matched to today's by id."""
+    vocabulary (yesterday's production) has its items matched to today's by id.
+    `cold_start`: catalogue items without events get content-predicted vectors first."""
     checkpoint = load_torch(run, f"models/{model_version}/model.pt")
     model = SequenceEncoder.from_checkpoint(checkpoint).eval().to(device)
     if checkpoint["item_ids"] == seqs.item_ids:
+        if cold_start:
+            fill_new_items(run, model, seqs)
         return model_scorer(model, seqs, device)
     return remapped_scorer(model, checkpoint["item_ids"], seqs, device)
+
+
+def fill_new_items(run: RunContext, model: SequenceEncoder, seqs: Sequences) -> np.ndarray:
+    """Give the run's catalogue items that have no events (new items) the vectors their text
+    and attributes predict (`content.fill_cold_items`), in place. Returns their tokens."""
+    if not run.store.exists(run.path(CATALOGUE)):
+        return np.zeros(0, dtype=np.int64)
+    items = run.store.read_frame(run.path(CATALOGUE))
+    attributes_key = run.path(ATTRIBUTES)
+    attributes = run.store.read_frame(attributes_key) if run.store.exists(attributes_key) else items.iloc[:0]
+    features = content_features(seqs.item_ids, items, attributes)
+    counts = np.bincount(seqs.items, minlength=seqs.n_items + 1)
+    rows = seqs.n_items + 1
+    with torch.no_grad():
+        weight = model.item_embedding.weight[:rows].detach().cpu().numpy().copy()
+        cold = fill_cold_items(weight, counts, features)
+        model.item_embedding.weight[:rows] = torch.from_numpy(weight).to(model.item_embedding.weight.device)
+    if len(cold):
+        log.info("%d new items (in the catalogue, no events yet) scored from their content", len(cold))
+    return cold
 
 
 def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:

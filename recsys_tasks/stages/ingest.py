@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from recsys_tasks.artifacts import ArtifactStore
-from recsys_tasks.config import PipelineConfig
+from recsys_tasks.catalogue import check_catalogue, read_catalogue
+from recsys_tasks.config import PipelineConfig, parse_event_weights
 from recsys_tasks.errors import DataValidationError
 from recsys_tasks.prepare import build_sequences, split_for
-from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, read_item_attributes
+from recsys_tasks.redact import redact
+from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.validation import ValidationReport, validate_interactions
 
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 VOCABULARY = "vocabulary/items.json"  # item id -> token, stable across runs (new ids are appended)
 PREPARED = "prepared.json"  # what prepare made of the log, in the run folder
+CATALOGUE = "catalogue.parquet"  # the run's catalogue: item_id, available, text (in the run folder)
+ATTRIBUTES = "item_attributes.parquet"  # item_id, attribute
 LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # volume and item shares of the last log that passed
 
 
@@ -52,12 +56,20 @@ def extract(run: RunContext) -> dict:
     log.info("extracted %d interactions from %s into %s", len(frame), config.source_uri, run.store.uri(key))
     if mapping:
         log.info("source columns used: %s", ", ".join(f"{c} <- {s}" for c, s in mapping.items()))
-    out = {"interactions": key, "rows": len(frame), "item_attributes": None, "column_mapping": mapping}
+    out = {"interactions": key, "rows": len(frame), "item_attributes": None, "column_mapping": mapping, "catalogue": None}
     if config.items_uri:
-        attributes = read_item_attributes(config.items_uri)
-        out["item_attributes"] = run.path("item_attributes.parquet")
-        run.store.write_frame(out["item_attributes"], attributes)
-        log.info("item attributes: %d rows for %d items from %s", len(attributes), attributes["item_id"].nunique(), config.items_uri)
+        catalogue = read_catalogue(config.items_uri)
+        try:
+            for line in check_catalogue(catalogue, frame["item_id"], config.catalogue_max_missing):
+                log.info("%s", line)
+        except DataValidationError as error:
+            run.record("failed_validation", message=str(error))
+            raise
+        out["catalogue"], out["item_attributes"] = run.path(CATALOGUE), run.path(ATTRIBUTES)
+        run.store.write_frame(out["catalogue"], catalogue.items)  # versioned with the run
+        run.store.write_frame(out["item_attributes"], catalogue.attributes)
+        log.info("item attributes: %d rows for %d items from %s", len(catalogue.attributes),
+                 catalogue.attributes["item_id"].nunique(), redact(config.items_uri))
     return out
 
 
@@ -98,8 +110,17 @@ def prepare(run: RunContext, interactions: str) -> dict:
     """De-duplicate, index ids, build per-user sequences and the leave-one-out split."""
     config = run.config
     frame = run.store.read_frame(interactions)
-    known = run.store.read_json(VOCABULARY)["items"] if run.store.exists(VOCABULARY) else None
-    seqs = build_sequences(frame, known, config.dedup_keep, config.min_user_events, config.min_item_events)
+    known = run.store.read_json(VOCABULARY)["items"] if run.store.exists(VOCABULARY) else []
+    if run.store.exists(run.path(CATALOGUE)):  # new items get a token before their first event
+        catalogue = run.store.read_frame(run.path(CATALOGUE))
+        listed = set(known)
+        known = known + sorted(i for i in catalogue.loc[catalogue["available"], "item_id"] if i not in listed)
+    if config.min_value is not None and "value" in frame:
+        below = pd.to_numeric(frame["value"], errors="coerce") < config.min_value  # no value: an implicit positive
+        frame = frame[~below]
+        log.info("min_value %s: %d events below it are not positives", config.min_value, int(below.sum()))
+    seqs = build_sequences(frame, known, config.dedup_keep, config.min_user_events, config.min_item_events,
+                           parse_event_weights(config.event_weights))
     if seqs.n_users == 0:
         raise DataValidationError(
             f"k-core filtering (users >= {config.min_user_events}, items >= {config.min_item_events} events) left no users"

@@ -6,15 +6,26 @@ import logging
 import time
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 import torch
 
-from recsys_tasks import registry, results_db, retention
+from recsys_tasks import outcomes, registry, results_db, retention
+from recsys_tasks.catalogue import (
+    Catalogue,
+    attribute_groups,
+    blocked_tokens,
+    excluded_items,
+    items_with_attributes,
+)
+from recsys_tasks.config import parse_caps
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
+from recsys_tasks.evaluation import popularity_scorer
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.prepare import Sequences
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.decide import scorer_for
+from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE
 from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
@@ -41,20 +52,57 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     started = time.perf_counter()
     seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
     device = resolve_device(run.config.train.device)
-    scorer = scorer_for(run, model_version, seqs, device)
+    scorer = scorer_for(run, model_version, seqs, device, cold_start=True)
     users = np.arange(shard["start"], shard["end"])
+    control = outcomes.holdout_variant(np.asarray(seqs.user_ids, dtype=object)[users], run.config.holdout_fraction) == "control"
+    blocked, caps = business_rules(run, seqs)
     with torch.no_grad():
-        frame = top_k_for_users(scorer, seqs, users, run.config.top_k, run.config.min_history)
-    frame["model_version"] = model_version
+        frame = top_k_for_users(scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked, caps=caps)
+        frame = frame.assign(model_version=model_version, variant="model")
+        if control.any():
+            controls = control_lists(run, seqs, users[control], model_version, device, blocked, caps)
+            frame = pd.concat([frame, controls], ignore_index=True)
     key = run.path(f"recommendations/shard-{shard['index']:05d}-of-{shard['of']:05d}.parquet")
     run.store.write_frame(key, frame)
-    fallback = int(frame.loc[frame["strategy"] == "popularity", "user_id"].nunique())
+    fallback = int(frame.loc[(frame["strategy"] == "popularity") & (frame["variant"] == "model"), "user_id"].nunique())
     log.info(
-        "shard %d/%d: %d users (%d on the popularity fallback), %d rows in %.1fs -> %s",
-        shard["index"] + 1, shard["of"], len(users), fallback, len(frame), time.perf_counter() - started,
+        "shard %d/%d: %d users (%d on the popularity fallback, %d in the holdout), %d rows in %.1fs -> %s",
+        shard["index"] + 1, shard["of"], len(users), fallback, int(control.sum()), len(frame), time.perf_counter() - started,
         run.store.uri(key),
     )
     return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"]}
+
+
+def business_rules(run: RunContext, seqs: Sequences) -> tuple[np.ndarray | None, list[tuple[np.ndarray, int]]]:
+    """This run's rules over tokens: which items are never recommended (unavailable in the
+    run's catalogue, `exclude_items`, `exclude_attributes`), and the diversity caps
+    (`max_per_attribute`) as (group per token, N) pairs."""
+    config = run.config
+    items_key, attributes_key = run.path(CATALOGUE), run.path(ATTRIBUTES)
+    unavailable = Catalogue(run.store.read_frame(items_key), pd.DataFrame()).unavailable if run.store.exists(items_key) else set()
+    attributes = run.store.read_frame(attributes_key) if run.store.exists(attributes_key) else pd.DataFrame(columns=["item_id", "attribute"])
+    excluded = excluded_items(config.exclude_items) | items_with_attributes(attributes, excluded_items(config.exclude_attributes))
+    blocked = blocked_tokens(seqs.item_ids, unavailable, excluded)
+    if blocked is not None:
+        log.info("%d items never recommended (unavailable or excluded)", int(blocked[1:].sum()))
+    caps = [(attribute_groups(seqs.item_ids, attributes, column), cap) for column, cap in parse_caps(config.max_per_attribute).items()]
+    for (groups, cap), column in zip(caps, parse_caps(config.max_per_attribute), strict=True):
+        log.info("at most %d items per %s in a list (%d items have one)", cap, column, int((groups >= 0).sum()))
+    return blocked, caps
+
+
+def control_lists(run: RunContext, seqs: Sequences, users: np.ndarray, model_version: str, device: torch.device,
+                  blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = ()) -> pd.DataFrame:
+    """The holdout's lists (`variant = 'control'`): the model being replaced when
+    `holdout_control=production` and there is one, else the most popular unseen items."""
+    production = registry.production_version(run.store) if run.config.holdout_control == "production" else None
+    if production and production != model_version:
+        frame = top_k_for_users(scorer_for(run, production, seqs, device), seqs, users, run.config.top_k,
+                                run.config.min_history, blocked=blocked, caps=caps)
+        return frame.assign(model_version=production, variant="control")
+    counts = np.bincount(seqs.items, minlength=seqs.n_items + 1).astype(np.float64)
+    frame = top_k_for_users(popularity_scorer(counts), seqs, users, run.config.top_k, min_history=0, blocked=blocked, caps=caps)
+    return frame.assign(strategy="popularity", model_version=model_version, variant="control")
 
 
 def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
