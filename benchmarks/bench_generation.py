@@ -98,7 +98,7 @@ def writeback(frame, pg_url: str, run_id: str) -> tuple[float, float]:
         started = time.perf_counter()
         results_db.publish_recommendations(engine, tables, run_id, frame, retain_runs=5)
         ours = time.perf_counter() - started
-        rows = frame.assign(run_id=run_id, generated_at=results_db.utcnow())[list(results_db.RESULT_COLUMNS)]
+        rows = frame.assign(run_id=run_id, generated_at=results_db.utcnow(), variant="model")[list(results_db.RESULT_COLUMNS)]
         with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
             rows.to_csv(handle, index=False, header=False)
             path = handle.name

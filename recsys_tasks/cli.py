@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, typed_params
@@ -93,27 +95,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.passed else 2
 
 
-def _open_results(config: PipelineConfig):
+@contextmanager
+def _results_db() -> Iterator[tuple[PipelineConfig, Any, Any]]:
+    """(config, engine, tables) of the results database, schema applied; disposed after."""
     from recsys_tasks import results_db
 
+    config = _config()
     tables = results_db.Tables.from_config(config)
     engine = results_db.make_engine(config.db_url)
-    results_db.apply_schema(engine, tables)
-    return engine, tables
+    try:
+        results_db.apply_schema(engine, tables)
+        yield config, engine, tables
+    finally:
+        engine.dispose()
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from recsys_tasks import results_db
     from recsys_tasks.report import render_report
 
-    config = _config()
-    engine, tables = _open_results(config)
-    try:
+    with _results_db() as (config, engine, tables):
         if args.run_id and results_db.get_run(engine, tables, args.run_id) is None:
             raise RecsysError(f"no run {args.run_id!r} in {redact(config.db_url)}; `recsys runs` lists them")
         run_id = args.run_id or results_db.current_run_id(engine, tables)
-    finally:
-        engine.dispose()
     if run_id is None:
         print("nothing published yet", file=sys.stderr)
         return 1
@@ -125,17 +129,30 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from recsys_tasks import results_db
     from recsys_tasks.report import runs_table
 
-    config = _config()
-    engine, tables = _open_results(config)
-    try:
+    with _results_db() as (config, engine, tables):
         runs = results_db.recent_runs(engine, tables, args.limit)
         current = results_db.current_run_id(engine, tables)
-    finally:
-        engine.dispose()
     if not runs:
         print(f"no runs yet in {redact(config.db_url)}")
         return 0
     print(runs_table(runs, current))
+    return 0
+
+
+def cmd_outcomes(args: argparse.Namespace) -> int:
+    from recsys_tasks import outcomes
+    from recsys_tasks.report import outcomes_table
+
+    with _results_db() as (config, engine, tables):
+        rows = outcomes.read_outcomes(engine, tables, args.run_id, args.limit)
+    if not rows:
+        print(f"no outcomes yet in {redact(config.db_url)}" + (f" for run {args.run_id}" if args.run_id else "")
+              + ": each nightly run scores the published lists against the events that came after them")
+        return 0
+    if args.json:
+        print(json.dumps(rows, default=str, indent=1))
+    else:
+        print(outcomes_table(rows))
     return 0
 
 
@@ -192,9 +209,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_init_db(args: argparse.Namespace) -> int:
     """The deployment's schema step (docker-compose's init service runs it): tables, views and
     the reader role, so that no task body has to change the schema."""
-    config = _config()
-    engine, tables = _open_results(config)
-    engine.dispose()
+    with _results_db() as (config, _engine, tables):
+        pass
     print(f"results schema is current in {redact(config.db_url)} ({tables.results}, {tables.view}, {tables.runs_public})")
     return 0
 
@@ -261,6 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     forget = sub.add_parser("forget-user", help="erase users from published rows and every retained artifact")
     forget.add_argument("user_ids", nargs="+", metavar="USER_ID")
     forget.set_defaults(func=cmd_forget_user)
+
+    scored = sub.add_parser("outcomes", help="how published lists did: hit rate, NDCG, coverage per run, variant and strategy")
+    scored.add_argument("--run-id", help="the scoring run (default: recent runs)")
+    scored.add_argument("--limit", type=int, default=50, help="rows shown, newest first")
+    scored.add_argument("--json", action="store_true", help="rows as JSON")
+    scored.set_defaults(func=cmd_outcomes)
 
     runs = sub.add_parser("runs", help="recent runs: status, model, key metrics, reason")
     runs.add_argument("--limit", type=int, default=20)
