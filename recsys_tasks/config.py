@@ -26,6 +26,12 @@ class ModelConfig:
     n_heads: int = 2
     max_len: int = 50  # most recent items kept per user; covers >95% of histories here
     dropout: float = 0.3  # short sequences overfit quickly; 0.3-0.5 is the usual range
+    # BSARec's frequency branch beside attention: its share alpha in each block (0: off; BSARec
+    # 0.7), and how many of the lowest frequencies over max_len its low-pass keeps (BSARec's c = 5
+    # keeps c // 2 + 1 = 3)
+    frequency_mix: float = 0.0
+    frequencies: int = 3
+    attention_sink: bool = False  # a learned key/value every position may attend to ("attend to nothing")
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,13 @@ class TrainConfig:
     # their loss weighted by auxiliary_weight (CL4SRec's setting: contrastive, 0.1)
     auxiliary: str = "none"
     auxiliary_weight: float = 0.1
+    # soft future labels (FENRec): position t learns the next item with weight 1 and the k-th item
+    # after it with future_decay^k, k <= future_items, normalised to sum to 1 (0: the next item only)
+    future_decay: float = 0.0
+    future_items: int = 2
+    # validation, the kept model and what is shipped use an exponential moving average of the
+    # weights, updated every step with this decay (0: the weights as trained)
+    ema_decay: float = 0.0
     # training processes (DDP through torch's distributed launcher); 0: one per visible GPU
     # when there are several, else one. More than one on CPU uses the gloo backend.
     processes: int = 0
@@ -101,7 +114,9 @@ class PipelineConfig:
     source_format: str | None = None  # None: detect from the file name (see formats.py)
     source_columns: str = ""  # column mapping "user_id=uid,ts=created_at"; empty: canonical names
     window_days: int = 0  # only events of the last N days; 0 keeps the whole log
-    dedup_keep: str = "first"  # which of a user's repeated events of one item is kept: "first" or "last"
+    # which of a user's repeated events of one item is kept: "strongest" (the highest event_weights
+    # weight, then value; a purchase after a view of the item is kept), "first" or "last"
+    dedup_keep: str = "strongest"
     min_user_events: int = 0  # k-core bounds; 0 keeps everyone (every user still gets recommendations)
     min_item_events: int = 0
     items_uri: str | None = None  # optional item attributes (JSON item -> [attr], or CSV/Parquet item_id, attribute)
@@ -128,6 +143,28 @@ class PipelineConfig:
     # "+"-joined: contrastive, attribute (needs items_uri), masked_item. Contrastive is the default:
     # it gave fine-tuning the largest head start on Beauty; masked_item (bidirectional) slowed it down
     pretrain_objectives: str = "contrastive"
+    # what the nightly fine-tuning starts from: "encoder" (the pretrained encoder), or
+    # "production" (the production model when there is one: on Beauty at a one-minute nightly
+    # budget it reached twice the encoder's next-night NDCG@10, benchmarks/bench_nightly.py)
+    warm_start_from: str = "encoder"
+    # share of users (a stable hash of the user id) shown a control list instead of the model's,
+    # flagged `variant = 'control'` in the published rows, so outcome tracking can measure uplift
+    holdout_fraction: float = 0.0
+    holdout_control: str = "popularity"  # the control list: "popularity", or "production" (the model being replaced)
+    # what each event type is worth in outcome tracking's weighted hits ("type=weight", others 1)
+    event_weights: str = "purchase=3,add_to_cart=2"
+    outcomes_table: str = "recsys_outcomes"
+    # the catalogue (items_uri): share of event items missing from it tolerated (a warning up to
+    # this, an error above); items marked available = false are never recommended
+    catalogue_max_missing: float = 0.05
+    exclude_items: str = ""  # comma-separated item ids never recommended (business rule)
+    exclude_attributes: str = ""  # comma-separated catalogue attributes never recommended, e.g. "brand=acme,category=tobacco"
+    # diversity: at most N items of one value of an attribute per list, e.g. "brand=2" ("" no cap)
+    max_per_attribute: str = ""
+    # ratings below this are not positives (dropped before training); None keeps every event
+    min_value: float | None = None
+    similar_k: int = 10  # similar items published per item (similar_items_current)
+    trending_days: int = 7  # the fallback list (recommendations_fallback): most events in the last N days of the log
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationRules = field(default_factory=ValidationRules)
@@ -205,7 +242,14 @@ PARAMS: dict[str, Param] = {
     "freshness_severity": Param("validation", str, help="'warning' (default) or 'error' for a stale log", choices=("warning", "error")),
     "min_user_events": Param(None, int, 0, 1000, "k-core: drop users with fewer events"),
     "min_item_events": Param(None, int, 0, 1000, "k-core: drop items with fewer events"),
-    "dedup_keep": Param(None, str, help="keep the first or last of repeated (user, item) events", choices=("first", "last")),
+    "dedup_keep": Param(None, str, help="which of repeated (user, item) events is kept: the strongest (event_weights, then value), the first or the last", choices=("strongest", "first", "last")),
+    "min_value": Param(None, float, -1e12, 1e12, "events with a value (rating) below this are not positives"),
+    "exclude_items": Param(None, str, help="comma-separated item ids never recommended"),
+    "exclude_attributes": Param(None, str, help="comma-separated catalogue attributes never recommended, e.g. brand=acme"),
+    "max_per_attribute": Param(None, str, help="at most N items per value of a catalogue attribute in one list, e.g. brand=2"),
+    "catalogue_max_missing": Param(None, float, 0.0, 1.0, "share of event items missing from the catalogue tolerated"),
+    "similar_k": Param(None, int, 1, 100, "similar items published per item"),
+    "trending_days": Param(None, int, 1, 3650, "window of the trending fallback list, in days"),
     "split": Param(None, str, help="leave_one_out, or time (evaluate only recently active users)", choices=SPLITS),
     "ts_floor": Param("validation", str, help="timestamps before this date are refused"),
     "min_rows": Param("validation", int, 0, 10**10, "fewest interactions accepted"),
@@ -225,6 +269,10 @@ PARAMS: dict[str, Param] = {
     "auxiliary_weight": Param("train", float, 0.0, 100.0, "weight of the auxiliary objectives' loss"),
     "processes": Param("train", int, 0, 64, "training processes (DDP); 0 = one per GPU when there are several"),
     "sampled_softmax_above": Param("train", int, 0, 10**9, "catalogue size above which fine-tuning samples negatives"),
+    "warm_start_from": Param(None, str, help="fine-tuning starts from the pretrained encoder or the production model", choices=("encoder", "production")),
+    "holdout_fraction": Param(None, float, 0.0, 0.5, "share of users shown the control list (0: no holdout)"),
+    "holdout_control": Param(None, str, help="the holdout's list: popularity, or production (the model being replaced)", choices=("popularity", "production")),
+    "event_weights": Param(None, str, help="worth of each event type in weighted hits, e.g. purchase=3,add_to_cart=2 (others 1)"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over the strongest baseline (popularity, EASE or item-kNN)"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
     "gate_max_churn": Param(None, float, 0.0, 1.0, "largest share of published top-K items a candidate may replace"),
@@ -293,8 +341,38 @@ def with_params(config: PipelineConfig, params: Mapping[str, Any]) -> PipelineCo
     return resolved
 
 
+def parse_event_weights(text: str) -> dict[str, float]:
+    """`"purchase=3,add_to_cart=2"` -> {"purchase": 3.0, "add_to_cart": 2.0}; types not named weigh 1."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = part.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or value < 0:
+            raise ConfigError(f"event_weights: {part!r} is not type=weight with a weight >= 0 (e.g. purchase=3,view=1)")
+        weights[name.strip()] = value
+    return weights
+
+
+def parse_caps(text: str) -> dict[str, int]:
+    """`max_per_attribute` ("brand=2,category=3") as {column: cap}."""
+    caps: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        column, sep, raw = part.partition("=")
+        if not sep or not column.strip() or not raw.strip().isdigit() or int(raw) < 1:
+            raise ConfigError(f"max_per_attribute: {part!r} is not column=N with N >= 1 (e.g. brand=2)")
+        caps[column.strip()] = int(raw)
+    return caps
+
+
 def check_consistency(config: PipelineConfig) -> None:
     """Settings that are each valid but not together; raised before any work starts."""
+    parse_event_weights(config.event_weights)
+    parse_caps(config.max_per_attribute)
     wants_attributes = "attribute" in config.pretrain_objectives.split("+") or "attribute" in config.train.auxiliary.split("+")
     if wants_attributes and not config.items_uri:
         raise ConfigError(

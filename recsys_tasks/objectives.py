@@ -91,13 +91,40 @@ def full_softmax_loss(
     return position_mean(total, len(targets), weights, targets_per_row)
 
 
+def future_targets(targets: torch.Tensor, steps: int) -> torch.Tensor:
+    """targets (B, T) -> (B, T, steps + 1): at [b, t, k] the target k positions after t (PAD past the end)."""
+    shifted = [F.pad(targets[:, k:], (0, k), value=PAD) for k in range(steps + 1)]
+    return torch.stack(shifted, dim=-1)
+
+
+def soft_future_loss(
+    model: SequenceEncoder, batch: Batch, causal: bool, decay: float, steps: int,
+    weights: PositionWeights | None, targets_per_row: Callable[[float], float],
+) -> torch.Tensor:
+    """Full-softmax cross-entropy against soft labels (FENRec): at each position with a target,
+    -sum_k w_k log p(item k after the target), k = 0..steps, w_k = decay^k over the items that
+    exist, normalised to sum to 1. Positions count as in `full_softmax_loss`."""
+    hidden, _ = target_states(model, batch, causal)
+    has_target = batch.targets != PAD
+    future = future_targets(batch.targets, steps)[has_target]  # (N, K + 1); column 0 is the target
+    log_p = F.log_softmax(model.item_logits(hidden).float(), dim=-1)  # (N, n_items + 1)
+    present = future != PAD
+    w = (decay ** torch.arange(steps + 1, device=future.device, dtype=log_p.dtype)) * present  # (N, K + 1)
+    w = w / w.sum(-1, keepdim=True)
+    picked = torch.where(present, log_p.gather(1, future), 0.0)  # PAD scores -inf: never multiplied
+    return position_mean(-(w * picked).sum(), len(future), weights, targets_per_row)
+
+
 @dataclass(frozen=True)
 class NextItem:
-    """SASRec: at position t predict item t + 1, seeing only the past."""
+    """SASRec: at position t predict item t + 1, seeing only the past; with `future_decay`, the
+    items after it too, as soft labels (`soft_future_loss`)."""
 
     name: str = "next_item"
     unit: ClassVar[str] = "position"
     causal: bool = True
+    future_decay: float = 0.0
+    future_items: int = 2
 
     def make_batch(self, sequences: torch.Tensor, generator: torch.Generator) -> Batch:
         # sequences (B, T + 1): inputs are all but the last item, targets all but the first
@@ -112,6 +139,8 @@ class NextItem:
         self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
     ) -> torch.Tensor:
         batch = self.make_batch(sequences, generator).to(_device(model))
+        if self.future_decay > 0:
+            return soft_future_loss(model, batch, self.causal, self.future_decay, self.future_items, weights, self.targets_per_row)
         return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row)
 
 
@@ -321,6 +350,7 @@ def make_objective(
     name: str, model: SequenceEncoder, mask_prob: float,
     attributes: pd.DataFrame | None = None, item_ids: list[str] | None = None,
     item_counts: np.ndarray | None = None, sampled_softmax_above: int | None = None, negatives: int = 1024,
+    future_decay: float = 0.0, future_items: int = 2,
 ) -> Objective:
     """An objective by name; "a+b" trains several together.
 
@@ -335,7 +365,7 @@ def make_objective(
     if name == "next_item" and sampled_softmax_above is not None and model.n_items > sampled_softmax_above:
         name = "next_item_sampled"
     if name == "next_item":
-        return NextItem()
+        return NextItem(future_decay=future_decay, future_items=future_items)
     if name == "next_item_sampled":
         log_frequency = None
         if item_counts is not None:
@@ -365,6 +395,7 @@ def finetune_objective(
     main = make_objective(
         "next_item", model, config.mask_prob, item_counts=item_counts,
         sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives,
+        future_decay=config.future_decay, future_items=config.future_items,
     )
     if config.auxiliary in ("", "none"):
         return main

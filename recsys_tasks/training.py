@@ -13,6 +13,7 @@ torch's weights-only loader: a planted or altered file is refused (`ArtifactErro
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
@@ -127,6 +128,43 @@ def random_batches(
 BATCHINGS: dict[str, Batching] = {"length_buckets": length_buckets, "random": random_batches}
 
 
+class WeightAverage:
+    """An exponential moving average of the model's floating-point state, updated after every
+    step (decay 0: off, every call a no-op). Validation and the kept state use the average."""
+
+    def __init__(self, model: SequenceEncoder, decay: float, saved: dict | None = None):
+        self.model, self.decay = model, decay
+        live = model.state_dict()  # tensors sharing the parameters' storage, updated in place
+        self.names = [k for k, v in live.items() if v.is_floating_point()] if decay > 0 else []
+        self.live = [live[k] for k in self.names]
+        self.average = [saved[k].to(v.device) for k, v in zip(self.names, self.live, strict=True)] if saved else [v.detach().clone() for v in self.live]
+
+    def update(self) -> None:
+        if self.names:
+            torch._foreach_lerp_(self.average, self.live, 1.0 - self.decay)
+
+    def state(self) -> dict[str, torch.Tensor] | None:
+        return dict(zip(self.names, self.average, strict=True)) if self.names else None
+
+    def apply(self) -> None:
+        """Put the average into the model for good."""
+        if self.names:
+            self.model.load_state_dict(self.state(), strict=False)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The average in the model inside the block, the trained weights back after it."""
+        if not self.names:
+            yield
+            return
+        trained = [v.clone() for v in self.live]
+        self.apply()
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(dict(zip(self.names, trained, strict=True)), strict=False)
+
+
 def train(
     model: SequenceEncoder,
     objective: Objective,
@@ -176,6 +214,7 @@ def train(
         result, best_state, stale = TrainResult(**saved["result"]), saved["best_state"], saved["stale"]
         first_epoch = result.epochs_run + 1
         log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
+    average = WeightAverage(model, config.ema_decay, saved.get("ema") if saved else None)
     if world > 1 and rank == 0:
         log.info("%s: %d processes (DDP, %s backend)", objective.name, world, dist.get_backend())
     started = time.perf_counter() - result.seconds
@@ -197,6 +236,7 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
+            average.update()
             total += loss.item()
             steps += 1
         seconds = time.perf_counter() - tick
@@ -207,12 +247,13 @@ def train(
         }
         if validate is not None:
             model.eval()
-            entry["val"] = validate(model)
-            if result.best_score is None or entry["val"] > result.best_score:
-                result.best_score, result.best_epoch, stale = entry["val"], epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
+            with average.applied():
+                entry["val"] = validate(model)
+                if result.best_score is None or entry["val"] > result.best_score:
+                    result.best_score, result.best_epoch, stale = entry["val"], epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
         result.history.append(entry)
         result.epochs_run = epoch
         eta = seconds * (epochs - epoch)
@@ -229,12 +270,15 @@ def train(
                 "objective": objective.state_dict() if extra else None,
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "result": dataclasses.asdict(result), "best_state": best_state, "stale": stale,
+                "ema": average.state(),
             })
         if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:
+        average.apply()  # no validation (pretraining): the averaged weights are the result
     model.eval()
     result.seconds = time.perf_counter() - started
     return result

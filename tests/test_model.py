@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,14 @@ from recsys_tasks.objectives import OBJECTIVE_NAMES, PositionWeights, finetune_o
 from recsys_tasks.training import Checkpoints, checkpoint_bytes, read_checkpoint, train, warm_start
 
 CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)
+# every model option passes the contract tests below
+OPTIONS = {
+    "plain": CONFIG,
+    "frequency": dataclasses.replace(CONFIG, frequency_mix=0.7),
+    "sink": dataclasses.replace(CONFIG, attention_sink=True),
+    "frequency+sink": dataclasses.replace(CONFIG, frequency_mix=0.7, attention_sink=True),
+}
+with_options = pytest.mark.parametrize("config", OPTIONS.values(), ids=OPTIONS.keys())
 
 
 def sequences(n_users=32, n_items=20, length=9, seed=0):
@@ -23,13 +33,16 @@ ATTRIBUTES = pd.DataFrame({"item_id": ITEM_IDS * 2, "attribute": [f"brand{n % 3}
 
 
 def objective_for(name, model):
+    if name == "next_item_soft":  # next-item prediction with soft future labels
+        return make_objective("next_item", model, mask_prob=0.3, future_decay=0.2)
     return make_objective(name, model, mask_prob=0.3, attributes=ATTRIBUTES, item_ids=ITEM_IDS)
 
 
 @pytest.mark.parametrize("weights", [None, PositionWeights(batch_size=32, mean_length=7.5)], ids=["batch_mean", "per_position"])
-@pytest.mark.parametrize("name", [*OBJECTIVE_NAMES, "masked_item+contrastive+attribute"])
-def test_every_objective_gives_a_finite_loss_with_gradients(name, weights):
-    model = SequenceEncoder(20, CONFIG)
+@pytest.mark.parametrize("name", [*OBJECTIVE_NAMES, "next_item_soft", "masked_item+contrastive+attribute"])
+@with_options
+def test_every_objective_gives_a_finite_loss_with_gradients(name, weights, config):
+    model = SequenceEncoder(20, config)
     objective = objective_for(name, model)
     loss = objective.loss(model, torch.as_tensor(sequences()), torch.Generator().manual_seed(0), weights)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -54,8 +67,9 @@ def test_contrastive_views_keep_every_sequence_non_empty():
     assert first[:, -1].ne(PAD).all()  # views stay left-padded: the newest position is real
 
 
-def test_causal_mask_cannot_see_the_future():
-    model = SequenceEncoder(20, CONFIG).eval()
+@with_options
+def test_causal_mask_cannot_see_the_future(config):
+    model = SequenceEncoder(20, config).eval()
     tokens = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8]])
     changed = tokens.clone()
     changed[0, 6:] = torch.tensor([1, 2])  # change only the last two items
@@ -67,28 +81,72 @@ def test_causal_mask_cannot_see_the_future():
         assert not torch.allclose(bidirectional[0][0, :6], bidirectional[1][0, :6])
 
 
-def test_padding_rows_stay_finite():
-    model = SequenceEncoder(20, CONFIG).eval()
+@with_options
+def test_padding_rows_stay_finite(config):
+    model = SequenceEncoder(20, config).eval()
     with torch.no_grad():
         out = model(torch.tensor([[0, 0, 0, 0, 0, 0, 0, 5]]), causal=True)
     assert torch.isfinite(out).all()
 
 
-def test_checkpoint_round_trip_gives_identical_scores():
-    model = SequenceEncoder(20, CONFIG).eval()
+@with_options
+def test_checkpoint_round_trip_gives_identical_scores(config):
+    model = SequenceEncoder(20, config).eval()
     restored = SequenceEncoder.from_checkpoint(read_checkpoint(checkpoint_bytes(model.checkpoint()), "model.pt")).eval()
     tokens = torch.as_tensor(sequences()[:, 1:])
     with torch.no_grad():
         assert torch.equal(model.item_logits(model.last_hidden(tokens)), restored.item_logits(restored.last_hidden(tokens)))
 
 
-@pytest.mark.parametrize("name", OBJECTIVE_NAMES)
-def test_a_tiny_run_lowers_the_loss(name):
-    model = SequenceEncoder(20, CONFIG)
+@pytest.mark.parametrize("name", [*OBJECTIVE_NAMES, "next_item_soft"])
+@with_options
+def test_a_tiny_run_lowers_the_loss(name, config):
+    model = SequenceEncoder(20, config)
     # runs of consecutive items, each row starting elsewhere: learnable, and rows differ
     rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
     result = train(model, objective_for(name, model), rows, TrainConfig(batch_size=16, lr=5e-3), epochs=15)
     assert result.history[-1]["loss"] < 0.9 * result.history[0]["loss"]
+
+
+@with_options
+def test_padding_cut_off_a_batch_changes_no_state(config):
+    """Training cuts a batch to its longest row; the states of real positions must not move."""
+    model = SequenceEncoder(20, config).eval()
+    tokens = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7]])
+    with torch.no_grad():
+        assert torch.allclose(model(tokens, causal=True)[:, 3:], model(tokens[:, 3:], causal=True), atol=1e-5)
+
+
+def test_the_frequency_branch_is_bsarecs_low_pass_filter_seen_from_each_prefix():
+    """BSARec filters a whole window (rfft along time, lowest frequencies kept, irfft); at the
+    last position that is our causal kernel, and each earlier position sees its own prefix."""
+    config = dataclasses.replace(CONFIG, max_len=50, frequency_mix=0.7, frequencies=3)
+    filter_ = SequenceEncoder(20, config).blocks.layers[0].frequency
+    x = torch.randn(4, 50, 16)
+    spectrum = torch.fft.rfft(x, dim=1, norm="ortho")
+    spectrum[:, 3:] = 0  # BSARec's c = 5 keeps c // 2 + 1 = 3 frequencies
+    low = torch.fft.irfft(spectrum, n=50, dim=1, norm="ortho")
+    beta = filter_.sqrt_beta.detach() ** 2
+    real = torch.ones(4, 50, dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.allclose(filter_(x, real)[:, -1], low[:, -1] + beta[0] * (x[:, -1] - low[:, -1]), atol=1e-5)
+        prefix = torch.cat([torch.zeros(4, 20, 16), x[:, :30]], dim=1)  # the first 30 steps, left-padded
+        assert torch.allclose(filter_(x, real)[:, 29], filter_(prefix, real)[:, -1], atol=1e-5)
+
+
+def test_a_checkpoint_of_torchs_transformer_encoder_loads_and_scores_the_same():
+    """The blocks keep torch's parameter names and math: models saved before the options still load."""
+    config = dataclasses.replace(CONFIG, n_layers=2)
+    model = SequenceEncoder(20, config).eval()
+    layer = torch.nn.TransformerEncoderLayer(16, 2, 64, 0.0, activation="gelu", batch_first=True, norm_first=True)
+    torch_blocks = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    torch_blocks.load_state_dict({k.removeprefix("blocks."): v for k, v in model.state_dict().items() if k.startswith("blocks.")})
+    tokens = torch.tensor([[0, 0, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.no_grad():
+        x = model.item_embedding(tokens) * 4.0 + model.position_embedding(torch.arange(8))  # sqrt(d) = 4
+        blocked = ((tokens == PAD)[:, None, :] | torch.ones(8, 8, dtype=torch.bool).triu(1)) & ~torch.eye(8, dtype=torch.bool)
+        expected = model.norm(torch_blocks(x, mask=blocked.repeat_interleave(2, dim=0)))
+        assert torch.allclose(model(tokens, causal=True), expected, atol=1e-6)
 
 
 def test_warm_start_matches_items_by_id():
@@ -103,9 +161,10 @@ def test_warm_start_matches_items_by_id():
         assert torch.equal(new.blocks.layers[0].linear1.weight, pretrained.blocks.layers[0].linear1.weight)
 
 
-def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["weights", "average"])
+def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one(ema_decay):
     rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
-    config = TrainConfig(batch_size=16, lr=5e-3, patience=100)
+    config = TrainConfig(batch_size=16, lr=5e-3, patience=100, ema_decay=ema_decay)
 
     def validate(m):
         with torch.no_grad():
@@ -133,6 +192,38 @@ def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one():
     assert [round(h["loss"], 6) for h in resumed.history] == [round(h["loss"], 6) for h in expected.history]
     for a, b in zip(unbroken.state_dict().values(), restarted.state_dict().values(), strict=True):
         assert torch.allclose(a, b)
+
+
+def test_with_ema_validation_and_the_kept_model_use_the_average_of_the_weights(monkeypatch):
+    rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1
+    seen = []
+
+    def validate(m):  # records what validation saw, and scores the first epoch best
+        seen.append({k: v.clone() for k, v in m.state_dict().items()})
+        return -len(seen)
+
+    torch.manual_seed(0)
+    model = SequenceEncoder(20, CONFIG)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(batch_size=16, lr=5e-3, patience=100, ema_decay=0.5)
+    steps = []  # the weights after each step, to average by hand
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        out = original_step(self, *args, **kwargs)
+        steps.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    train(model, objective_for("next_item", model), rows, config, epochs=2, validate=validate)
+    per_epoch = len(steps) // 2
+    name = "item_embedding.weight"
+    average = start[name]
+    for state in steps[:per_epoch]:
+        average = 0.5 * average + 0.5 * state[name]
+    assert torch.allclose(seen[0][name], average, atol=1e-6)  # validated the average, not the last step
+    assert not torch.allclose(seen[0][name], steps[per_epoch - 1][name])
+    assert torch.allclose(model.state_dict()[name], seen[0][name])  # the best epoch's average is kept
 
 
 def test_next_item_switches_to_a_sampled_softmax_above_the_configured_catalogue_size():

@@ -115,3 +115,17 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
     assert regenerated["state"] == "success", regenerated["tasks"]
     now = read_view(seeded)
     assert set(now["model_version"]) == {v1} and set(now["run_id"]) == {regenerated["run_id"]} != {first["run_id"]}
+
+
+def test_fine_tuning_can_start_from_the_production_model(seeded):
+    from recsys_tasks import registry
+    from recsys_tasks.artifacts import ArtifactStore
+
+    store = ArtifactStore(seeded.artifact_root)
+    airflow_adapter.run_dag("recsys_nightly", TINY)
+    v1 = registry.production_version(store)
+    # no training at all: the candidate is production itself, so it scores exactly as production
+    second = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 0, "warm_start_from": "production"})
+    record = run_record(seeded, second["run_id"])
+    assert registry.describe(store, record["model_version"])["encoder"] == f"models/{v1}/model.pt"
+    assert record["metrics"]["model"]["NDCG@10"] == record["metrics"]["production"]["NDCG@10"]

@@ -67,6 +67,25 @@ def test_a_batch_loss_is_its_positions_summed_over_the_average_batch_so_an_epoch
     assert sum(batch_means) / 2 != pytest.approx(per_position)
 
 
+def test_soft_future_labels_are_the_next_items_weighted_by_decay_to_the_power_of_their_distance():
+    # inputs (4, 1, 4, 1) -> targets at 3 positions: 1, 4, 1 (the padded first input has none)
+    row = torch.tensor([[0, 4, 1, 4, 1]])
+    log2, log6 = math.log(2), math.log(6)  # FixedScores: a target 4 costs log 2, a target 1 log 6
+    expected = [
+        (log6 + 0.2 * log2 + 0.04 * log6) / 1.24,  # targets 1, then 4 and 1 after it
+        (log2 + 0.2 * log6) / 1.2,  # 4, then 1; nothing after
+        log6,  # the last target alone
+    ]
+    loss = NextItem(future_decay=0.2, future_items=2).loss(FixedScores(), row, torch.Generator())
+    assert loss.item() == pytest.approx(sum(expected) / 3)
+    weights = PositionWeights(batch_size=2, mean_length=2.5)  # 1.5 targets a row, 3 an average batch
+    assert NextItem(future_decay=0.2).loss(FixedScores(), row, torch.Generator(), weights).item() == pytest.approx(sum(expected) / 3)
+    # decay 0 is plain next-item prediction
+    plain = NextItem().loss(FixedScores(), row, torch.Generator()).item()
+    assert NextItem(future_decay=0.0).loss(FixedScores(), row, torch.Generator()).item() == pytest.approx(plain)
+    assert plain == pytest.approx((log6 + log2 + log6) / 3)
+
+
 def test_over_an_epoch_of_length_buckets_every_position_counts_once_with_one_weight():
     torch.manual_seed(0)
     model = SequenceEncoder(20, ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)).eval()

@@ -10,6 +10,7 @@ processes, hands itself to `distributed.launch` by name.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -115,11 +116,32 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
     return {"encoder": key, "reused": False, "seconds": round(fitted.result.seconds, 2)}
 
 
+def starting_point(run: RunContext, encoder: str | None) -> str | None:
+    """What fine-tuning starts from: the pretrained encoder, or with `warm_start_from=production`
+    the production model when there is one of the same shape (items matched by id)."""
+    if run.config.warm_start_from != "production":
+        return encoder
+    from recsys_tasks import registry
+
+    version = registry.production_version(run.store)
+    if version is None:
+        log.info("warm_start_from=production: no production model yet, starting from %s", encoder or "scratch")
+        return encoder
+    key = f"models/{version}/model.pt"
+    shape = load_torch(run, key)["model_config"]
+    if shape != dataclasses.asdict(run.config.model):
+        log.info("warm_start_from=production: %s has another shape (%s), starting from %s", version, shape, encoder or "scratch")
+        return encoder
+    log.info("warm_start_from=production: fine-tuning starts from production model %s", version)
+    return key
+
+
 def finetune(run: RunContext, sequences: str, encoder: str | None, item_attributes: str | None = None) -> dict:
     config = run.config
     if (processes := processes_for(config.train)) > 1 and not is_worker():
         return in_processes("finetune", run, processes, sequences=sequences, encoder=encoder, item_attributes=item_attributes)
     seqs, split = load_data(run, sequences)
+    encoder = starting_point(run, encoder)
     fitted = fit(
         seqs, split, config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
         load_torch(run, encoder) if encoder else None, checkpoints_for(run, "finetune"),
@@ -133,7 +155,6 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         return {}  # rank 0 saves
     version = model_version_for(run.run_id)
     prefix = f"models/{version}"
-    save_torch(run, f"{prefix}/model.pt", fitted.checkpoint())
     run.store.write_json(f"{prefix}/config.json", config.to_dict())
     run.store.write_json(f"{prefix}/vocabulary.json", {"items": seqs.item_ids})
     validation = run.path("validation.json")
@@ -148,6 +169,8 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         "training_processes": world, "device": str(resolve_device(config.train.device)), "objective": fitted.objective,
     }
     run.store.write_json(f"{prefix}/lineage.json", lineage)
+    # last: model.pt is the marker the registry lists versions by, so a version it lists is whole
+    save_torch(run, f"{prefix}/model.pt", fitted.checkpoint())
     run.record("trained", model_version=version)
     log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
     return {

@@ -1,0 +1,84 @@
+"""One arm of a model/objective ablation through `recsys bench`'s own path, logged as it finishes.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ablation.py --data ../shared/datasets/Beauty.txt \
+        --arm freq --set frequency_mix=0.7 --epochs 20 --log results/ablation_13.json
+
+Each arm is the benchmark's default (`bench.BENCH_MODEL` / `BENCH_TRAIN`, fine-tuning only, as
+`recsys bench` runs with default flags) with `--set` overrides of ModelConfig or TrainConfig
+fields. `--epochs N --patience N` gives a fixed budget (the best epoch on validation within N);
+the default patience stops early as the bench does. The run's figures (validation and test
+NDCG@10 / HR@10, epochs, seconds, the validation curve) are appended to `--log`, one entry per
+run, so an interrupted series keeps what finished. Choose on `validation_ndcg@10`, never on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
+from recsys_tasks.config import ModelConfig, TrainConfig
+
+
+def overrides(pairs: list[str]) -> tuple[dict, dict]:
+    """["frequency_mix=0.7", "lr=5e-4"] -> (ModelConfig changes, TrainConfig changes), typed by field."""
+    fields = {
+        **{f.name: ("model", f.type) for f in dataclasses.fields(ModelConfig)},
+        **{f.name: ("train", f.type) for f in dataclasses.fields(TrainConfig)},
+    }
+    changes: dict[str, dict] = {"model": {}, "train": {}}
+    for pair in pairs:
+        name, _, raw = pair.partition("=")
+        if name not in fields:
+            raise SystemExit(f"--set {pair}: {name} is not a ModelConfig or TrainConfig field")
+        section, kind = fields[name]
+        value = raw.lower() in ("1", "true", "yes") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(raw)
+        changes[section][name] = value
+    return changes["model"], changes["train"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--arm", required=True, help="a name for the log")
+    parser.add_argument("--set", nargs="*", default=[], help="field=value overrides of ModelConfig / TrainConfig")
+    parser.add_argument("--epochs", type=int, default=BENCH_TRAIN.epochs)
+    parser.add_argument("--patience", type=int, default=BENCH_TRAIN.patience)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    parser.add_argument("--log", default="results/ablation_13.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+
+    model_changes, train_changes = overrides(args.set)
+    model = dataclasses.replace(BENCH_MODEL, **model_changes)
+    train = dataclasses.replace(
+        BENCH_TRAIN, **{"epochs": args.epochs, "patience": args.patience, "seed": args.seed, "pretrain_epochs": 0, **train_changes},
+    )
+    figures = run_benchmark(args.data, None, model, train, pretrain_objectives=())
+    entry = {
+        "arm": args.arm, "data": Path(args.data).name, "set": args.set, "seed": args.seed,
+        "epoch_budget": args.epochs, "patience": args.patience, "threads": args.threads,
+        "validation_ndcg@10": figures["validation_ndcg@10"], "test_ndcg@10": figures["metrics"]["NDCG@10"],
+        "test_hr@10": figures["metrics"]["HR@10"], "best_epoch": figures["best_epoch"], "epochs_run": figures["epochs_run"],
+        "train_seconds": figures["train_seconds"], "total_seconds": figures["total_seconds"],
+        "seconds_per_epoch": figures["train_seconds_per_epoch"],
+        "validation_curve": [round(h["val"], 4) for h in figures["history"]],
+        "model": figures["model"], "train": figures["train"],
+    }
+    log = Path(args.log)
+    runs = json.loads(log.read_text()) if log.exists() else []
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(json.dumps([*runs, entry], indent=1) + "\n")
+    print(json.dumps({k: v for k, v in entry.items() if k not in ("validation_curve", "model", "train")}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
