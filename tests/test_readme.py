@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from helpers import stop_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -36,7 +37,10 @@ SUBSTITUTIONS = [
     (r"\.\./shared/datasets/Beauty_item2attributes\.json", "{tiny}/Tiny_item2attributes.json"),
     (r"--epochs 200", "--epochs 3"),
     (r"--epochs 10 ", "--epochs 2 "),
+    (r"--seeds 42,43,44", "--seeds 42"),
     (r"--seeds 42,43", "--seeds 42"),
+    (r"--epochs 40 ", "--epochs 2 "),
+    (r"--first-budget 10 --pretrain-epochs 5", "--first-budget 1 --pretrain-epochs 1"),
     (r"results/", "{tmp}/results/"),
     (r"var/", "{home}/"),
 ]
@@ -130,11 +134,7 @@ def open_ui(command: str, env: dict, logs: Path) -> dict:
             refused = (exc.code, exc.read().decode())
         return {"dags": dags, "refused": refused}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc)
 
 
 def test_every_readme_command_runs_as_written(tmp_path):
