@@ -199,7 +199,8 @@ def pretrain_task(force: bool, outlets: list | None = None) -> Any:
 
 
 def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | None = None) -> Any:
-    """plan_shards -> generate (mapped, a bounded number of shards) -> publish, for `model`
+    """plan_shards -> generate (mapped, a bounded number of shards) and companion_lists (the
+    fallback list and similar items) -> publish, for `model`
     (a task output holding `model_version`). `after` (e.g. the gate) must succeed first;
     `outlets` (Assets) are updated when publish succeeds."""
     from airflow.sdk import task
@@ -212,16 +213,22 @@ def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | No
     def generate(prepared: dict, trained: dict, shard: dict) -> dict:
         return call("generate", prepared["sequences"], trained["model_version"], shard)
 
+    @task
+    def companion_lists(prepared: dict, trained: dict) -> dict:
+        return call("companion_lists", prepared["sequences"], trained["model_version"])
+
     @task(outlets=outlets or [])
-    def publish(trained: dict, shards: list[dict]) -> dict:
+    def publish(trained: dict, shards: list[dict], extras: dict) -> dict:
         # indexing, not iterating: iterating a mapped result probes one XCom past the end
-        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))])
+        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))], extras)
 
     shards = plan_shards(prepared)
     if after is not None:
         after >> shards
     parts = generate.partial(prepared=prepared, trained=model).expand(shard=shards)
-    return publish(model, parts)
+    extras = companion_lists(prepared, model)
+    shards >> extras
+    return publish(model, parts, extras)
 
 
 def on_task_failure(context: dict[str, Any]) -> None:

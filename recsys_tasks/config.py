@@ -165,6 +165,8 @@ class PipelineConfig:
     min_value: float | None = None
     similar_k: int = 10  # similar items published per item (similar_items_current)
     trending_days: int = 7  # the fallback list (recommendations_fallback): most events in the last N days of the log
+    fallback_view: str = "recommendations_fallback"  # the current run's non-personal list, for users without a row
+    similar_view: str = "similar_items_current"  # the current run's similar items per item
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     validation: ValidationRules = field(default_factory=ValidationRules)

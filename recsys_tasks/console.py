@@ -30,8 +30,6 @@ from recsys_tasks.redact import redact
 from recsys_tasks.report import SCORER_ORDER
 from recsys_tasks.validation import describe
 
-SIMILAR_VIEW = "similar_items_current"
-FALLBACK_TABLE = "recommendations_fallback"
 SERVED_ARTIFACTS = ("data_docs/", "report/")  # what of a run's folder the page may hand out
 SERIES = {"model": "candidate", "production": "production", "ease": "EASE", "item_knn": "item-kNN", "popularity": "popularity"}
 COLOURS = {"model": "#1f6feb", "production": "#2da44e", "ease": "#bf8700", "item_knn": "#8250df", "popularity": "#8c959f"}
@@ -310,9 +308,10 @@ def user_lookup(dep: Deployment, user_id: str, history: int = 20) -> dict[str, A
             {"u": user_id},
         ).mappings().all()
         fallback = []
-        if not found and dep.has(FALLBACK_TABLE):
+        if not found and dep.has(dep.tables.fallback_view):
             fallback = conn.execute(
-                sa.text(f"SELECT rank, item_id, score FROM {FALLBACK_TABLE} WHERE run_id = :r ORDER BY rank"), {"r": run_id}
+                sa.text(f"SELECT rank, item_id, score FROM {dep.tables.fallback_view} WHERE run_id = :r ORDER BY rank"),
+                {"r": run_id},
             ).mappings().all()
     return {
         "user_id": user_id, "run_id": run_id, "columns": columns, "rows": [dict(r) for r in found],
@@ -358,11 +357,12 @@ def recent_events(dep: Deployment, key: str, user_id: str, n: int = 20) -> list[
 
 def similar_items(dep: Deployment, item_id: str, limit: int = 20) -> dict[str, Any]:
     """An item's published neighbours, when `similar_items_current` exists."""
-    if not dep.has(SIMILAR_VIEW):
+    if not dep.has(dep.tables.similar_view):
         return {"item_id": item_id, "available": False, "rows": []}
     with dep.engine.connect() as conn:
         rows = conn.execute(
-            sa.text(f"SELECT rank, similar_item_id, score FROM {SIMILAR_VIEW} WHERE item_id = :i ORDER BY rank LIMIT :n"),
+            sa.text(f"SELECT rank, similar_item_id, score FROM {dep.tables.similar_view} WHERE item_id = :i "
+                    "ORDER BY rank LIMIT :n"),
             {"i": item_id, "n": limit},
         ).mappings().all()
     return {"item_id": item_id, "available": True, "rows": [dict(r) for r in rows]}

@@ -144,6 +144,7 @@ def without_users(seqs: Sequences, ids: Iterable[str]) -> Sequences | None:
         offsets=np.concatenate([[0], np.cumsum(lengths[keep])]).astype(np.int64),
         items=seqs.items[~drop[owner]],
         last_ts=seqs.last_ts[keep] if seqs.last_ts is not None else None,
+        weights=seqs.weights[~drop[owner]] if seqs.weights is not None else None,
     )
 
 

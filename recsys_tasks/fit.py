@@ -72,7 +72,11 @@ def fit(
             return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)["NDCG@10"]
 
         objective = finetune_objective(model, train_config, item_popularity(seqs, split), attributes, seqs.item_ids)
-        result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints, batches)
+        event_weights = None  # what each target weighs (`event_weights` of its event's type)
+        if seqs.weights is not None:
+            event_weights = left_padded_windows(seqs.weights, seqs.offsets[:-1], split.train_end, model_config.max_len + 1)
+        result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints, batches,
+                       event_weights)
     else:
         objective = make_objective(objectives, model, train_config.mask_prob, attributes, seqs.item_ids)
         result = train(model, objective, windows, train_config, train_config.pretrain_epochs, None, checkpoints, batches)

@@ -44,6 +44,17 @@ class PositionWeights:
 
     batch_size: int  # rows of an average batch
     mean_length: float  # real items per training row (the T + 1 window), over the epoch's rows
+    # (b, T + 1) this batch's event weights, aligned with its sequences (`event_weights`): a
+    # next-item target's cross-entropy is multiplied by its event's weight; None: all weigh 1
+    events: torch.Tensor | None = None
+
+
+def target_scale(weights: PositionWeights | None, batch: Batch) -> torch.Tensor | None:
+    """(N,) the event weight of each of the batch's N next-item targets (in `target_states`
+    order), or None when events are not weighted. Targets are the window's items from the second on."""
+    if weights is None or weights.events is None:
+        return None
+    return weights.events[:, 1:].to(batch.targets.device)[batch.targets != PAD]
 
 
 def position_mean(
@@ -83,11 +94,15 @@ def target_states(model: SequenceEncoder, batch: Batch, causal: bool) -> tuple[t
 
 def full_softmax_loss(
     model: SequenceEncoder, batch: Batch, causal: bool,
-    weights: PositionWeights | None, targets_per_row: Callable[[float], float],
+    weights: PositionWeights | None, targets_per_row: Callable[[float], float], scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy over the whole catalogue at every position that has a target."""
+    """Cross-entropy over the whole catalogue at every position that has a target; with
+    `scale` (N,), each position's cross-entropy times its weight."""
     hidden, targets = target_states(model, batch, causal)
-    total = F.cross_entropy(model.item_logits(hidden), targets, reduction="sum")  # logits (N, n_items + 1)
+    if scale is None:
+        total = F.cross_entropy(model.item_logits(hidden), targets, reduction="sum")  # logits (N, n_items + 1)
+    else:
+        total = (F.cross_entropy(model.item_logits(hidden), targets, reduction="none") * scale).sum()
     return position_mean(total, len(targets), weights, targets_per_row)
 
 
@@ -112,7 +127,10 @@ def soft_future_loss(
     w = (decay ** torch.arange(steps + 1, device=future.device, dtype=log_p.dtype)) * present  # (N, K + 1)
     w = w / w.sum(-1, keepdim=True)
     picked = torch.where(present, log_p.gather(1, future), 0.0)  # PAD scores -inf: never multiplied
-    return position_mean(-(w * picked).sum(), len(future), weights, targets_per_row)
+    per_position = -(w * picked).sum(-1)
+    if (scale := target_scale(weights, batch)) is not None:
+        per_position = per_position * scale
+    return position_mean(per_position.sum(), len(future), weights, targets_per_row)
 
 
 @dataclass(frozen=True)
@@ -141,7 +159,7 @@ class NextItem:
         batch = self.make_batch(sequences, generator).to(_device(model))
         if self.future_decay > 0:
             return soft_future_loss(model, batch, self.causal, self.future_decay, self.future_items, weights, self.targets_per_row)
-        return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row)
+        return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row, target_scale(weights, batch))
 
 
 @dataclass(frozen=True)
@@ -161,7 +179,8 @@ class SampledNextItem(NextItem):
     def loss(
         self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
     ) -> torch.Tensor:
-        hidden, targets = target_states(model, self.make_batch(sequences, generator).to(_device(model)), self.causal)
+        batch = self.make_batch(sequences, generator).to(_device(model))
+        hidden, targets = target_states(model, batch, self.causal)
         n = model.n_items
         in_batch = torch.unique(targets)  # sorted
         uniform = torch.randint(1, n + 1, (self.uniform,), generator=generator).to(targets.device)
@@ -175,8 +194,10 @@ class SampledNextItem(NextItem):
         logits = logits - torch.log(drawn.clamp(min=1e-12)).to(logits.dtype)
         accidental = uniform[None, :] == targets[:, None]  # a uniform draw of the row's own target
         logits[:, len(in_batch) :] = logits[:, len(in_batch) :].masked_fill(accidental, float("-inf"))
-        total = F.cross_entropy(logits, torch.searchsorted(in_batch, targets), reduction="sum")
-        return position_mean(total, len(targets), weights, self.targets_per_row)
+        per_position = F.cross_entropy(logits, torch.searchsorted(in_batch, targets), reduction="none")
+        if (scale := target_scale(weights, batch)) is not None:
+            per_position = per_position * scale
+        return position_mean(per_position.sum(), len(targets), weights, self.targets_per_row)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ class Sequences:
     offsets: np.ndarray  # (n_users + 1,) int64
     items: np.ndarray  # (n_events,) int64 tokens in time order per user
     last_ts: np.ndarray | None = None  # (n_users,) int64 seconds of each user's newest event
+    # (n_events,) float32 what each kept event weighs as a training target (`event_weights` of
+    # its type); None when every event weighs 1
+    weights: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:
@@ -43,8 +46,10 @@ class Sequences:
         buffer = io.BytesIO()
         vocab = json.dumps({"users": self.user_ids, "items": self.item_ids}).encode()
         last_ts = self.last_ts if self.last_ts is not None else np.zeros(0, dtype=np.int64)
+        weights = self.weights if self.weights is not None else np.zeros(0, dtype=np.float32)
         np.savez_compressed(
-            buffer, offsets=self.offsets, items=self.items, last_ts=last_ts, vocab=np.frombuffer(vocab, dtype=np.uint8)
+            buffer, offsets=self.offsets, items=self.items, last_ts=last_ts, weights=weights,
+            vocab=np.frombuffer(vocab, dtype=np.uint8),
         )
         return buffer.getvalue()
 
@@ -53,7 +58,8 @@ class Sequences:
         with np.load(io.BytesIO(data)) as arrays:
             vocab = json.loads(arrays["vocab"].tobytes())
             last_ts = arrays["last_ts"] if len(arrays["last_ts"]) else None
-            return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"], last_ts)
+            weights = arrays["weights"] if "weights" in arrays and len(arrays["weights"]) else None
+            return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"], last_ts, weights)
 
 
 def k_core(events: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
@@ -78,24 +84,24 @@ def build_sequences(
     the event whose type weighs most in `event_weights` (types not named weigh 1), then the
     highest value, then the earliest; a purchase after a view of the same item is kept, at the
     purchase's time): the split's targets must be items the user has not seen before, because
-    evaluation excludes seen items. `known_items` is the vocabulary of earlier runs: those ids
+    evaluation excludes seen items. Each kept event weighs its type's `event_weights` weight as
+    a training target (`Sequences.weights`; None when no event weighs other than 1). `known_items` is the vocabulary of earlier runs: those ids
     keep their tokens and new ids are appended after them, so a token means the same item from
     one run to the next.
     """
     if keep not in {"first", "last", "strongest"}:
         raise ValueError(f"keep must be 'strongest', 'first' or 'last', got {keep!r}")
+    weights = event_weights or {}
+    kinds = frame["event_type"] if "event_type" in frame else pd.Series("", index=frame.index)
+    events = frame[["user_id", "item_id", "ts"]].assign(_weight=kinds.map(lambda e: weights.get(str(e), 1.0)).astype(float))
     if keep == "strongest":
-        weights = event_weights or {}
-        kinds = frame["event_type"] if "event_type" in frame else pd.Series("", index=frame.index)
         values = frame["value"] if "value" in frame else pd.Series(0.0, index=frame.index)
-        ranked = frame[["user_id", "item_id", "ts"]].assign(
-            _weight=kinds.map(lambda e: weights.get(str(e), 1.0)).astype(float),
-            _value=pd.to_numeric(values, errors="coerce").fillna(-np.inf),
-        ).sort_values(["user_id", "item_id", "_weight", "_value", "ts"], ascending=[True, True, False, False, True], kind="stable")
-        events = ranked.drop_duplicates(["user_id", "item_id"], keep="first")[["user_id", "item_id", "ts"]]
+        ranked = events.assign(_value=pd.to_numeric(values, errors="coerce").fillna(-np.inf)).sort_values(
+            ["user_id", "item_id", "_weight", "_value", "ts"], ascending=[True, True, False, False, True], kind="stable")
+        events = ranked.drop_duplicates(["user_id", "item_id"], keep="first").drop(columns="_value")
         events = events.sort_values(["user_id", "ts", "item_id"], kind="stable")
     else:
-        events = frame[["user_id", "item_id", "ts"]].sort_values(["user_id", "ts", "item_id"], kind="stable")
+        events = events.sort_values(["user_id", "ts", "item_id"], kind="stable")
         events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
     events = k_core(events, min_user_events, min_item_events)
     known = list(known_items or [])
@@ -110,9 +116,10 @@ def build_sequences(
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     seconds = events["ts"].astype("int64").to_numpy() // 10**9 if len(events) else np.zeros(0, dtype=np.int64)
     last_ts = seconds[offsets[1:] - 1] if len(user_ids) else np.zeros(0, dtype=np.int64)
+    target_weights = events["_weight"].to_numpy(dtype=np.float32)
     return Sequences(
         user_ids=[str(u) for u in user_ids], item_ids=[str(i) for i in item_ids], offsets=offsets, items=tokens,
-        last_ts=last_ts,
+        last_ts=last_ts, weights=target_weights if (target_weights != 1).any() else None,
     )
 
 
@@ -169,6 +176,6 @@ def left_padded_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray,
     """The last `length` items of each range [starts[b], ends[b]), left-padded with 0: (B, length)."""
     index = ends[:, None] - length + np.arange(length)[None, :]  # (B, length) flat positions
     valid = index >= starts[:, None]
-    out = np.zeros(index.shape, dtype=np.int64)
+    out = np.zeros(index.shape, dtype=items.dtype)
     out[valid] = items[index[valid]]
     return out

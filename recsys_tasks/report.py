@@ -89,7 +89,8 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
                 lines.append(f"  {user}: {items}")
         lines.append("")
         lines.append("a downstream app reads one user's list with:")
-        lines.append("  " + results_db.sql_file("reader_query.sql", tables).split("\n", 1)[1].replace("\n", "\n  "))
+        query = [line for line in results_db.sql_file("reader_query.sql", tables).splitlines() if not line.startswith("--")]
+        lines.append("  " + "\n  ".join(query))
     finally:
         engine.dispose()
     return "\n".join(lines)
@@ -121,9 +122,11 @@ def published_line(published: dict[str, Any] | None) -> str:
     )
 
 
-def write_evaluation_report(store: Any, prefix: str, model_version: str, results: dict[str, Any], history: list[dict]) -> str:
+def write_evaluation_report(store: Any, prefix: str, model_version: str, results: dict[str, Any], history: list[dict],
+                            data: str = "") -> str:
     """Markdown report with two plots (scorers side by side; the metric across runs), saved
-    under `prefix` in the artifact store. Returns the report's location."""
+    under `prefix` in the artifact store; `data` says what the model was trained on. Returns
+    the report's location."""
     import io
 
     import matplotlib
@@ -163,6 +166,7 @@ def write_evaluation_report(store: Any, prefix: str, model_version: str, results
         f"{results['eval_users']} users; each user's last item held out, every item ranked, seen items excluded.",
         f"Production at evaluation time: {results.get('production_version') or 'none'}.",
         published_line(results.get("published")),
+        *([data] if data else []),
         "",
         "```",
         metrics_table(results),

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
+from recsys_tasks.companions import FALLBACK_COLUMNS, SIMILAR_COLUMNS
 from recsys_tasks.config import PipelineConfig, sql_identifier
 from recsys_tasks.errors import StalePublishError
 from recsys_tasks.redact import redact
@@ -58,6 +59,18 @@ class Tables:
     stages: str = "recsys_runs_stages"
     runs_public: str = "recsys_runs_public"  # what readers may see of the run table
     outcomes: str = "recsys_outcomes"  # how published lists did (outcomes.py)
+    # beside the users' lists, published in the same switch (companions.py): the non-personal
+    # fallback list and each item's similar items, in tables of their own behind pointer views
+    fallback_view: str = "recommendations_fallback"
+    similar_view: str = "similar_items_current"
+
+    @property
+    def fallback(self) -> str:
+        return f"{self.results[:50]}_trending"
+
+    @property
+    def similar(self) -> str:
+        return f"{self.results[:50]}_similar"
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> Tables:
@@ -70,6 +83,8 @@ class Tables:
             stages=sql_identifier(f"{config.runs_table}_stages"),
             runs_public=sql_identifier(f"{config.runs_table}_public"),
             outcomes=sql_identifier(config.outcomes_table),
+            fallback_view=sql_identifier(config.fallback_view),
+            similar_view=sql_identifier(config.similar_view),
         )
 
     def render(self, sql: str, partition_by: str = "") -> str:
@@ -77,6 +92,8 @@ class Tables:
             results_table=self.results, runs_table=self.runs, pointer_table=self.pointer,
             current_view=self.view, reader_role=self.reader_role, stages_table=self.stages,
             runs_public=self.runs_public, outcomes_table=self.outcomes, partition_by=partition_by,
+            fallback_table=self.fallback, fallback_view=self.fallback_view,
+            similar_table=self.similar, similar_view=self.similar_view,
         )
 
     def partition(self, run_id: str) -> str:
@@ -131,7 +148,8 @@ def schema_is_current(engine: sa.Engine, tables: Tables) -> bool:
     """True when every table and view exists with today's columns: no DDL, and no lock, needed."""
     inspector = sa.inspect(engine)
     names = set(inspector.get_table_names()) | set(inspector.get_view_names())
-    if not {tables.results, tables.runs, tables.stages, tables.pointer, tables.view, tables.runs_public, tables.outcomes} <= names:
+    if not {tables.results, tables.runs, tables.stages, tables.pointer, tables.view, tables.runs_public, tables.outcomes,
+            tables.fallback, tables.similar, tables.fallback_view, tables.similar_view} <= names:
         return False
     if engine.dialect.name == "postgresql" and tables.results not in _partitioned_tables(engine):
         return False
@@ -168,9 +186,6 @@ def apply_schema(engine: sa.Engine, tables: Tables, attempts: int = 5) -> None:
 
 def _apply_schema_once(engine: sa.Engine, tables: Tables) -> None:
     postgres = engine.dialect.name == "postgresql"
-    view_body = "\n".join(
-        line for line in sql_file("current_view.sql", tables).splitlines() if not line.strip().startswith("--")
-    )
     create_view = "CREATE OR REPLACE VIEW" if postgres else "CREATE VIEW IF NOT EXISTS"
     with engine.begin() as conn:
         legacy = None
@@ -185,11 +200,10 @@ def _apply_schema_once(engine: sa.Engine, tables: Tables) -> None:
         if legacy:
             conn.exec_driver_sql(f"ALTER TABLE {tables.results} ATTACH PARTITION {legacy} DEFAULT")
             log.info("%s is now partitioned by run; the runs already there stay readable in %s", tables.results, legacy)
-        conn.execute(sa.text(f"{create_view} {tables.view} AS {view_body}"))
-        public_body = "\n".join(
-            line for line in sql_file("runs_public_view.sql", tables).splitlines() if not line.strip().startswith("--")
-        )
-        conn.execute(sa.text(f"{create_view} {tables.runs_public} AS {public_body}"))
+        for view, body in ((tables.view, "current_view.sql"), (tables.runs_public, "runs_public_view.sql"),
+                           (tables.fallback_view, "fallback_view.sql"), (tables.similar_view, "similar_view.sql")):
+            query = "\n".join(line for line in sql_file(body, tables).splitlines() if not line.strip().startswith("--"))
+            conn.execute(sa.text(f"{create_view} {view} AS {query}"))
         if postgres:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('recsys reader role'))")
             for statement in _statements(sql_file("reader_role.sql", tables)):
@@ -322,16 +336,17 @@ def current_run_id(engine: sa.Engine, tables: Tables) -> str | None:
         ).scalar()
 
 
-def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000) -> None:
+def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000,
+               columns: tuple[str, ...] = RESULT_COLUMNS) -> None:
     """Bulk-load on PostgreSQL with COPY (psycopg 3), fed CSV made by Arrow in chunks."""
     cursor = conn.connection.driver_connection.cursor()
-    frame = rows[list(RESULT_COLUMNS)]
+    frame = rows[list(columns)]
     # one publish has one generated_at: format it once rather than once per row
     stamps = frame["generated_at"].unique()
     if len(stamps) == 1:
         frame = frame.assign(generated_at=pd.Timestamp(stamps[0]).isoformat())
     options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-    with cursor.copy(f"COPY {table} ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT csv)") as copy:
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
         for lo in range(0, len(frame), chunk):
             buffer = io.BytesIO()  # Arrow's C++ CSV writer: several times faster than pandas' for this
             pa_csv.write_csv(pa.Table.from_pandas(frame.iloc[lo : lo + chunk], preserve_index=False), buffer, options)
@@ -368,16 +383,16 @@ def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Ite
     return written
 
 
-def _insert_rows(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000) -> int:
-    """SQLite: replace the run's rows with batched INSERTs (inside the switch transaction)."""
-    conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+def _insert_rows(conn: sa.Connection, table: str, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000,
+                 columns: tuple[str, ...] = RESULT_COLUMNS) -> int:
+    """Replace the run's rows of `table` with batched INSERTs (inside the switch transaction)."""
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
     statement = sa.text(
-        f"INSERT INTO {tables.results} ({', '.join(RESULT_COLUMNS)}) "
-        f"VALUES ({', '.join(':' + c for c in RESULT_COLUMNS)})"
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
     ).bindparams(sa.bindparam("generated_at", type_=sa.DateTime(timezone=True)))
     written = 0
     for rows in parts:
-        records = rows[list(RESULT_COLUMNS)].to_dict("records")
+        records = rows[list(columns)].to_dict("records")
         for lo in range(0, len(records), chunk):
             conn.execute(statement, records[lo : lo + chunk])
         written += len(records)
@@ -407,9 +422,28 @@ def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | 
     return current if mine and theirs and theirs > mine else None
 
 
+def _write_companions(conn: sa.Connection, tables: Tables, run_id: str, companions: dict[str, pd.DataFrame],
+                      now: datetime) -> dict[str, int]:
+    """The run's fallback list and similar items (companions.py), inside the switch transaction."""
+    written = {}
+    for name, table, columns in (("fallback", tables.fallback, FALLBACK_COLUMNS), ("similar", tables.similar, SIMILAR_COLUMNS)):
+        frame = companions.get(name)
+        if frame is None:
+            continue
+        frame = frame.assign(run_id=run_id, generated_at=now)
+        columns = ("run_id", *columns, "generated_at")
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
+            _copy_rows(conn, table, frame, columns=columns)
+        else:
+            _insert_rows(conn, table, run_id, [frame], columns=columns)
+        written[name] = len(frame)
+    return written
+
+
 def publish_recommendations(
     engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int,
-    on_switch: Callable[[], None] | None = None,
+    on_switch: Callable[[], None] | None = None, companions: dict[str, pd.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
     time) and switch readers to it in one commit (PostgreSQL: the run's partition is attached
@@ -417,7 +451,9 @@ def publish_recommendations(
 
     Publishers are serialised (`_take_publisher_lock`); a run never replaces one that started
     after it (StalePublishError). `on_switch` (e.g. promoting the model in the registry) runs
-    under the same lock just before COMMIT: if it fails, readers keep the previous run."""
+    under the same lock just before COMMIT: if it fails, readers keep the previous run.
+    `companions` ("fallback", "similar": companions.py frames) are written in the switch
+    transaction, so their views change run in the same commit as the users' lists."""
     apply_schema(engine, tables)
     postgres = engine.dialect.name == "postgresql"
     now = utcnow()
@@ -454,7 +490,8 @@ def publish_recommendations(
                 _drop_unshown_partition(engine, tables, run_id)
             raise
         if not postgres:
-            written = _insert_rows(conn, tables, run_id, parts)
+            written = _insert_rows(conn, tables.results, run_id, parts)
+        extras = _write_companions(conn, tables, run_id, companions or {}, now)
         switch = sa.text(
             f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
             "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
@@ -473,7 +510,8 @@ def publish_recommendations(
     except sa.exc.OperationalError as error:
         log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
         retired = []
-    return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired}
+    return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired,
+            **{f"{name}_rows": n for name, n in extras.items()}}
 
 
 def _drop_unshown_partition(engine: sa.Engine, tables: Tables, run_id: str) -> None:
@@ -520,6 +558,8 @@ def _retire_old_runs(conn: sa.Connection, tables: Tables, current: str, retain_r
             _ddl(conn, f"DROP TABLE {present[run_id]}")
         else:
             conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+        for table in (tables.fallback, tables.similar):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
     return retired
 
 

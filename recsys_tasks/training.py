@@ -174,8 +174,10 @@ def train(
     validate: Callable[[SequenceEncoder], float] | None = None,
     checkpoints: Checkpoints | None = None,
     batches: Batching = length_buckets,
+    event_weights: np.ndarray | None = None,
 ) -> TrainResult:
-    """sequences (U, T + 1): left-padded training windows, one row per user.
+    """sequences (U, T + 1): left-padded training windows, one row per user; `event_weights`
+    (U, T + 1), aligned with them, what each item weighs as a next-item target (None: 1).
 
     `batches` cuts an epoch into batches of row indices: `length_buckets` (the default) or
     `random_batches` (the slower comparison it is benchmarked against).
@@ -196,7 +198,9 @@ def train(
     if isinstance(objective, torch.nn.Module):
         objective.to(device)
     optimizer = torch.optim.Adam([*model.parameters(), *extra], lr=config.lr, weight_decay=config.weight_decay)
-    rows = torch.as_tensor(sequences[(sequences != PAD).sum(1) >= 2])  # a row needs an input and a target
+    usable = (sequences != PAD).sum(1) >= 2  # a row needs an input and a target
+    rows = torch.as_tensor(sequences[usable])
+    row_weights = torch.as_tensor(event_weights[usable], dtype=torch.float32) if event_weights is not None else None
     lengths = (rows != PAD).sum(1)  # (U,)
     weights = PositionWeights(batch_size=config.batch_size, mean_length=float(lengths.float().mean()))
     result = TrainResult()
@@ -229,9 +233,11 @@ def train(
             order = batches(lengths, config.batch_size, shared, objective.unit)
             order = order[rank : len(order) - len(order) % world : world]
         for index in order:
-            window = rows[index][:, -int(lengths[index].max()) :]  # (b, L) trimmed to the longest row
+            width = int(lengths[index].max())
+            window = rows[index][:, -width:]  # (b, L) trimmed to the longest row
+            batch_weights = weights if row_weights is None else dataclasses.replace(weights, events=row_weights[index][:, -width:])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = objective.loss(net, window, generator, weights)
+                loss = objective.loss(net, window, generator, batch_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

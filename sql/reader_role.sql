@@ -1,5 +1,5 @@
--- PostgreSQL only: a read-only role for downstream applications. It may read the reader view
--- and the safe view of the run table, nothing else; grant it to the apps' login roles
+-- PostgreSQL only: a read-only role for downstream applications. It may read the reader views
+-- (lists, fallback, similar items), outcomes and the safe view of the run table, nothing else; grant it to the apps' login roles
 -- (GRANT {reader_role} TO app_user). Applied with the schema, idempotently.
 DO $$
 BEGIN
@@ -12,5 +12,7 @@ $$;
 GRANT SELECT ON {current_view} TO {reader_role};
 GRANT SELECT ON {runs_public} TO {reader_role};
 GRANT SELECT ON {outcomes_table} TO {reader_role};
+GRANT SELECT ON {fallback_view} TO {reader_role};
+GRANT SELECT ON {similar_view} TO {reader_role};
 -- earlier versions granted the whole run table (its source_uri column names hosts)
 REVOKE ALL ON {runs_table} FROM {reader_role};

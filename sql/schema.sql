@@ -76,6 +76,29 @@ CREATE TABLE IF NOT EXISTS {outcomes_table} (
     PRIMARY KEY (run_id, published_run_id, model_version, strategy, variant)
 );
 
+-- Beside the users' lists, each run publishes its non-personal fallback list (the most events
+-- in the last trending_days, available items only) and each item's similar items. Readers see
+-- them through the recommendations_fallback and similar_items_current views, which follow the
+-- pointer below: they change run in the same commit as recommendations_current.
+CREATE TABLE IF NOT EXISTS {fallback_table} (
+    run_id        VARCHAR(250)     NOT NULL,
+    rank          INTEGER          NOT NULL,
+    item_id       VARCHAR(250)     NOT NULL,
+    score         DOUBLE PRECISION NOT NULL,
+    generated_at  TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, rank)
+);
+
+CREATE TABLE IF NOT EXISTS {similar_table} (
+    run_id          VARCHAR(250)     NOT NULL,
+    item_id         VARCHAR(250)     NOT NULL,
+    rank            INTEGER          NOT NULL,
+    similar_item_id VARCHAR(250)     NOT NULL,
+    score           DOUBLE PRECISION NOT NULL,
+    generated_at    TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, item_id, rank)
+);
+
 -- Which run each reader view shows. Switching a run is one UPDATE of one row.
 CREATE TABLE IF NOT EXISTS {pointer_table} (
     view_name   VARCHAR(100) PRIMARY KEY,

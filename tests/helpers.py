@@ -5,6 +5,9 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pandas as pd
+import sqlalchemy as sa
+
 from recsys_tasks import results_db
 
 
@@ -27,6 +30,18 @@ def read_view(config):
     engine = results_db.make_engine(config.db_url)
     try:
         return results_db.read_current(engine, results_db.Tables.from_config(config))
+    finally:
+        engine.dispose()
+
+
+def read_companion(config, name):
+    """What `recommendations_fallback` ("fallback") or `similar_items_current` ("similar") shows."""
+    tables = results_db.Tables.from_config(config)
+    engine = results_db.make_engine(config.db_url)
+    try:
+        with engine.connect() as conn:
+            view = tables.fallback_view if name == "fallback" else tables.similar_view
+            return pd.read_sql(sa.text(f"SELECT * FROM {view}"), conn)
     finally:
         engine.dispose()
 

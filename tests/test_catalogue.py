@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from helpers import DATASETS, read_view
+from helpers import DATASETS, read_companion, read_view
 from recsys_tasks import airflow_adapter
 from recsys_tasks.catalogue import check_catalogue, read_catalogue
 from recsys_tasks.config import config_from_env
@@ -83,6 +83,10 @@ def test_unavailable_and_excluded_items_appear_in_no_list(recsys_home, airflow_d
     shown = read_view(config)
     assert set(shown["strategy"]) == {"model", "popularity"} and set(shown["variant"]) == {"model", "control"}
     assert not set(shown["item_id"]) & (unavailable | excluded)
+    fallback, similar = read_companion(config, "fallback"), read_companion(config, "similar")
+    assert len(fallback) == 10 and not set(fallback["item_id"]) & (unavailable | excluded)
+    neighbours = set(similar["item_id"]) | set(similar["similar_item_id"])
+    assert len(similar) and not neighbours & (unavailable | excluded)
     assert (shown.groupby("user_id").size() == 10).mean() > 0.95  # lists stay full from the other items
     kept = pd.read_parquet(next((recsys_home / "artifacts" / "runs").rglob("catalogue.parquet")))  # versioned with the run
     assert set(kept.loc[~kept["available"], "item_id"]) == unavailable

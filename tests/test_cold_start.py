@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import read_view
+from helpers import read_companion, read_view
 from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
 from recsys_tasks.content import cold_item_vectors, tfidf_svd_vectors
@@ -58,6 +58,15 @@ def test_new_items_reach_users_lists_the_night_they_arrive(recsys_home, airflow_
     chance = 10 / catalogue.shape[0]  # ten guesses among the catalogue's items
     print(f"{len(targets)} users whose next item is new: HR@10 {hits:.3f} (chance {chance:.3f})")
     assert len(targets) >= 30 and hits > 2 * chance
+
+    # the same publish gave item pages their neighbours: new items have some and are some
+    similar = read_companion(config, "similar")
+    assert set(similar["run_id"]) == set(shown["run_id"])
+    assert new <= set(similar["item_id"]) and similar["similar_item_id"].isin(new).sum() > 0
+    assert (similar.groupby("item_id").size() == 10).all()
+    # and users without a row get the trending list of the same run
+    fallback = read_companion(config, "fallback")
+    assert fallback["rank"].tolist() == list(range(1, 11)) and set(fallback["run_id"]) == set(shown["run_id"])
 
 
 def test_a_local_hugging_face_model_encodes_text_without_any_download(tmp_path, monkeypatch):

@@ -41,12 +41,14 @@ def test_nightly_dag_shape_and_params(dagbag):
     assert dag.max_active_runs == 1
     assert {"top_k", "epochs", "force_pretrain", "source_uri"} <= set(dag.params.keys())
     order = ["extract", "validate", "prepare", "track_outcomes", "pretrain", "finetune", "evaluate", "gate",
-             "plan_shards", "generate", "publish"]
+             "plan_shards", "generate", "companion_lists", "publish"]
     assert set(order) <= set(dag.task_ids)
     assert "prepare" in dag.get_task("validate").downstream_task_ids
     # yesterday's lists are scored before anything that could replace them is trained
     assert "finetune" in dag.get_task("track_outcomes").downstream_task_ids
     assert "plan_shards" in dag.get_task("gate").downstream_task_ids
+    # the fallback list and similar items go out in the same publish as the users' lists
+    assert {"generate", "companion_lists"} <= dag.get_task("publish").upstream_task_ids
 
 
 def test_dag_files_import_no_heavy_libraries_at_parse_time():

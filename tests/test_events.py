@@ -25,6 +25,9 @@ def test_a_purchase_after_a_view_of_the_same_item_is_kept_at_the_purchase():
     weights = parse_event_weights("purchase=3,add_to_cart=2")
     strongest = build_sequences(log, keep="strongest", event_weights=weights)
     assert items_of(strongest, "u") == ["b", "c", "a"]  # the purchase, at its own time, is the last event
+    assert strongest.weights.tolist() == [1.0, 1.0, 3.0]  # and it weighs as a purchase in training
+    assert Sequences.from_bytes(strongest.to_bytes()).weights.tolist() == [1.0, 1.0, 3.0]
+    assert build_sequences(log, keep="strongest", event_weights={}).weights is None  # nothing weighs other than 1
     assert items_of(build_sequences(log, keep="first"), "u") == ["a", "b", "c"]  # the old behaviour threw it away
 
 

@@ -171,12 +171,18 @@ def test_every_readme_command_runs_as_written(tmp_path):
     unused = [SUBSTITUTIONS[i][0] for i in range(len(SUBSTITUTIONS)) if i not in used]
     assert not unused, f"substitutions matching no README command (update this test with the README): {unused}"
 
-    # what `make demo` says a downstream app runs, run against what it produced
-    sql = re.search(r"```sql\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    # what the README says a downstream app runs, run against what `make demo` produced
+    lists_sql, similar_sql = [q.strip().rstrip(";") for q in re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)]
     engine = sa.create_engine(f"sqlite:///{home / 'recsys.db'}")
     with engine.connect() as conn:
         user = conn.exec_driver_sql("SELECT min(user_id) FROM recommendations_current").scalar()
-        rows = conn.execute(sa.text(sql.strip().rstrip(";")), {"user_id": user}).all()
+        rows = conn.execute(sa.text(lists_sql), {"user_id": user}).all()
+        stranger = conn.execute(sa.text(lists_sql), {"user_id": "a-user-never-seen"}).all()
+        item = conn.exec_driver_sql("SELECT min(item_id) FROM recommendations_current").scalar()
+        similar = conn.execute(sa.text(similar_sql), {"item_id": item}).all()
     engine.dispose()
     assert rows and [r.rank for r in rows] == list(range(1, len(rows) + 1))
+    assert {r.strategy for r in rows} <= {"model", "popularity"}
+    assert len(stranger) == len(rows) and {r.strategy for r in stranger} == {"fallback"}
+    assert [r.rank for r in similar] == list(range(1, 11))
     assert len(ran) + len(NOT_RUN_HERE) == len(commands)

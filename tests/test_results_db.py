@@ -81,6 +81,39 @@ def test_a_failed_publish_leaves_the_previous_run_visible(db):
         assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.results} WHERE run_id = 'run-2'").scalar() == 0
 
 
+def companions(tag):
+    fallback = pd.DataFrame({"rank": [1, 2], "item_id": [f"{tag}-hot", f"{tag}-warm"], "score": [9.0, 4.0]})
+    similar = pd.DataFrame({"item_id": ["x", "x", "y"], "rank": [1, 2, 1], "similar_item_id": [f"{tag}1", f"{tag}2", "x"],
+                            "score": [0.9, 0.8, 0.7]})
+    return {"fallback": fallback, "similar": similar}
+
+
+def test_the_fallback_list_and_similar_items_switch_with_the_users_lists(db):
+    engine, tables = db
+    results_db.apply_schema(engine, tables)
+    for run_id, tag in (("run-1", "a"), ("run-2", "b")):
+        results_db.publish_recommendations(engine, tables, run_id, rows(tag=tag), 1, companions=companions(tag))
+    with engine.connect() as conn:
+        fallback = conn.exec_driver_sql(f"SELECT run_id, rank, item_id FROM {tables.fallback_view} ORDER BY rank").all()
+        similar = conn.exec_driver_sql(f"SELECT similar_item_id FROM {tables.similar_view} WHERE item_id = 'x' ORDER BY rank").all()
+        kept = set(conn.exec_driver_sql(f"SELECT DISTINCT run_id FROM {tables.similar}").scalars())
+    assert fallback == [("run-2", 1, "b-hot"), ("run-2", 2, "b-warm")] and [s for (s,) in similar] == ["b1", "b2"]
+    assert kept == {"run-2"}  # retired with the run's lists
+
+    known = results_db.read_current(engine, tables, "u1")  # the reader's query (sql/reader_query.sql)
+    assert known["item_id"].tolist() == ["b1-0", "b1-1"] and set(known["strategy"]) == {"model"}
+    stranger = results_db.read_current(engine, tables, "nobody")
+    assert stranger["item_id"].tolist() == ["b-hot", "b-warm"] and set(stranger["strategy"]) == {"fallback"}
+    assert set(stranger["run_id"]) == {"run-2"}
+
+    broken = companions("c")
+    broken["similar"].loc[0, "similar_item_id"] = None  # the publish fails inside the switch
+    with pytest.raises((sa.exc.IntegrityError, psycopg.errors.NotNullViolation)):
+        results_db.publish_recommendations(engine, tables, "run-3", rows(tag="c"), 1, companions=broken)
+    assert results_db.read_current(engine, tables, "nobody")["item_id"].tolist() == ["b-hot", "b-warm"]
+    assert set(results_db.read_current(engine, tables)["run_id"]) == {"run-2"}
+
+
 def test_run_table_records_status_and_metrics(db):
     engine, tables = db
     results_db.apply_schema(engine, tables)
@@ -109,6 +142,9 @@ def test_postgres_reader_role_can_read_the_view_and_nothing_else(postgres_url):
         assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {tables.view}").scalar() == 6
         assert conn.exec_driver_sql(f"SELECT status FROM {tables.runs_public}").scalar() == "published"
         assert "source_uri" not in conn.exec_driver_sql(f"SELECT * FROM {tables.runs_public}").keys()
+        for view in (tables.fallback_view, tables.similar_view):  # empty here (published without them), yet readable
+            assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {view}").scalar() == 0
+        assert conn.execute(sa.text(results_db.sql_file("reader_query.sql", tables)), {"user_id": "u1"}).all()
         for forbidden in (f"DELETE FROM {tables.results}", f"SELECT source_uri FROM {tables.runs}"):
             with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 conn.exec_driver_sql(forbidden)

@@ -20,7 +20,7 @@ from recsys_tasks.distributed import target_name
 from recsys_tasks.errors import ArtifactError
 from recsys_tasks.fit import FINETUNE, fit
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, make_objective
+from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem, make_objective
 from recsys_tasks.prepare import build_sequences, leave_one_out
 from recsys_tasks.sources import read_interactions, write_interactions
 from recsys_tasks.stages import RunContext
@@ -65,6 +65,38 @@ def test_a_batch_loss_is_its_positions_summed_over_the_average_batch_so_an_epoch
     batch_means = [NextItem().loss(FixedScores(), b, generator).item() for b in (SHORT, LONG)]
     assert batch_means == pytest.approx([math.log(2), math.log(6)])
     assert sum(batch_means) / 2 != pytest.approx(per_position)
+
+
+def test_event_weights_multiply_each_targets_cross_entropy_and_keep_the_divisor():
+    """`event_weights` as stated: a target's cross-entropy counts its event's weight (a purchase
+    = 3 views), the divisor stays the positions of an average batch."""
+    weights = PositionWeights(batch_size=2, mean_length=5.0)  # 4 targets a row, 8 an average batch
+    events = torch.tensor([[1.0, 1.0, 3.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0]])  # row 0: a purchase, an add-to-cart
+    generator = torch.Generator()
+    plain = NextItem().loss(FixedScores(), LONG, generator, weights).item()
+    weighted = NextItem().loss(FixedScores(), LONG, generator, dataclasses.replace(weights, events=events)).item()
+    assert plain == pytest.approx(8 * math.log(6) / 8)
+    assert weighted == pytest.approx((3 + 1 + 2 + 1 + 4) * math.log(6) / 8)  # the first item is no target
+    # the sampled objective and soft labels weigh targets the same way
+    encoder = SequenceEncoder(4, ModelConfig(d_model=8, n_layers=1, n_heads=1, max_len=4, dropout=0.0)).eval()
+    doubled = dataclasses.replace(weights, events=torch.full((2, 5), 2.0))
+    sampled = [SampledNextItem(uniform=3).loss(encoder, LONG, torch.Generator().manual_seed(0), w).item() for w in (weights, doubled)]
+    assert sampled[1] == pytest.approx(2 * sampled[0])
+    soft = NextItem(future_decay=0.2).loss(FixedScores(), LONG[:1], generator, dataclasses.replace(weights, events=events[:1]))
+    soft_plain = NextItem(future_decay=0.2).loss(FixedScores(), LONG[:1], generator, weights)
+    assert soft.item() == pytest.approx(soft_plain.item() * (3 + 1 + 2 + 1) / 4)  # all of row 0's targets cost log 6
+
+
+def test_events_weighted_by_type_change_what_fine_tuning_learns():
+    log = generate_interactions(SyntheticSpec(users=120, items=30, topics=3, seed=5))
+    seqs = build_sequences(log, keep="strongest", event_weights={"purchase": 3.0})
+    assert seqs.weights is not None and set(np.unique(seqs.weights)) == {1.0, 3.0}
+    split = leave_one_out(seqs)
+    config = TrainConfig(batch_size=32, lr=1e-2, epochs=2, patience=5, device="cpu")
+    model = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=10, dropout=0.0)
+    weighted = fit(seqs, split, model, config).result.history[0]["loss"]
+    unweighted = fit(dataclasses.replace(seqs, weights=None), split, model, config).result.history[0]["loss"]
+    assert weighted > unweighted  # purchases (weight 3) add twice their cross-entropy again
 
 
 def test_soft_future_labels_are_the_next_items_weighted_by_decay_to_the_power_of_their_distance():

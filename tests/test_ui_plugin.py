@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import requests
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -248,8 +248,16 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     history = cells(browser, "#user-history tbody tr")
     assert history and [h[0] for h in history] == sorted((h[0] for h in history), reverse=True)  # newest first
     screenshot(browser, "lookup")
+    item = browser.find_element(By.CSS_SELECTOR, "#user-list tbody tr:first-child td:nth-child(2) a").text
     browser.find_element(By.CSS_SELECTOR, "#user-list tbody tr:first-child td:nth-child(2) a").click()
-    assert wait_for(browser, "#similar").text == "No similar items published."
+    wait_text(browser, "h2:last-of-type", lambda text: item in text)
+    similar = [r[1] for r in cells(browser, "#similar tbody tr")]
+    assert len(similar) == 10 and item not in similar  # published with the lists (similar_items_current)
+    field = browser.find_element(By.CSS_SELECTOR, "#user-form input[name=user_id]")
+    field.clear()
+    field.send_keys("someone-new")  # no list of their own: the run's fallback list
+    browser.find_element(By.CSS_SELECTOR, "#user-form button").click()
+    assert "trending" in wait_for(browser, "#fallback-note").text and len(cells(browser, "#user-list tbody tr")) == 10
 
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert all(r.startswith(site["base"]) for r in resources), resources  # no CDN

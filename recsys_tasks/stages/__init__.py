@@ -9,9 +9,9 @@ from recsys_tasks.stages.decide import evaluate, gate
 from recsys_tasks.stages.ingest import extract, prepare, validate
 from recsys_tasks.stages.learn import finetune, pretrain
 from recsys_tasks.stages.observe import track_outcomes
-from recsys_tasks.stages.serve import generate, mark_failed, plan_shards, production_model, publish
+from recsys_tasks.stages.serve import companion_lists, generate, mark_failed, plan_shards, production_model, publish
 
 __all__ = [
     "RunContext", "extract", "validate", "prepare", "pretrain", "finetune",
-    "track_outcomes", "evaluate", "gate", "plan_shards", "generate", "publish", "mark_failed", "production_model",
+    "track_outcomes", "evaluate", "gate", "plan_shards", "generate", "companion_lists", "publish", "mark_failed", "production_model",
 ]

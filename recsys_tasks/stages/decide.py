@@ -24,7 +24,7 @@ from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import Sequences, item_popularity
 from recsys_tasks.report import metrics_table, write_evaluation_report
 from recsys_tasks.stages.context import RunContext
-from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE
+from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE, PREPARED
 from recsys_tasks.stages.learn import load_data, load_torch
 from recsys_tasks.training import resolve_device
 
@@ -64,6 +64,19 @@ def fill_new_items(run: RunContext, model: SequenceEncoder, seqs: Sequences) -> 
     return cold
 
 
+def data_line(run: RunContext) -> str:
+    """What the candidate was trained on and what its events meant, for the report."""
+    if not run.store.exists(run.path(PREPARED)):
+        return ""
+    p = run.store.read_json(run.path(PREPARED))
+    line = (f"Trained on {p['users']} users, {p['items']} items, {p['events']} events ({p['rows_extracted']} extracted); "
+            f"repeated events: `{p.get('dedup_keep')}` kept; event weights `{p.get('event_weights')}` "
+            f"({p.get('weighted_targets', 0)} targets weigh other than 1)")
+    if p.get("min_value") is not None:
+        line += f"; {p.get('below_min_value', 0)} events below min_value {p['min_value']} not positives"
+    return line + "."
+
+
 def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     """Test metrics of the candidate, production (when there is one) and the baselines,
     on the same users: each user's last item, all items ranked, seen items excluded."""
@@ -97,7 +110,7 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         "run_id": run.run_id, "status": "this run", "model_version": model_version,
         "model": results["model"][config.gate_metric], "popularity": results["popularity"][config.gate_metric],
     })
-    report_uri = write_evaluation_report(run.store, run.path("report"), model_version, results, history)
+    report_uri = write_evaluation_report(run.store, run.path("report"), model_version, results, history, data_line(run))
     log.info("test metrics over %d users:\n%s\nreport: %s", results["eval_users"], metrics_table(results), report_uri)
     run.record("evaluated", model_version=model_version, metrics=results)
     return results

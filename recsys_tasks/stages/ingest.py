@@ -115,10 +115,11 @@ def prepare(run: RunContext, interactions: str) -> dict:
         catalogue = run.store.read_frame(run.path(CATALOGUE))
         listed = set(known)
         known = known + sorted(i for i in catalogue.loc[catalogue["available"], "item_id"] if i not in listed)
+    below_min = 0
     if config.min_value is not None and "value" in frame:
         below = pd.to_numeric(frame["value"], errors="coerce") < config.min_value  # no value: an implicit positive
-        frame = frame[~below]
-        log.info("min_value %s: %d events below it are not positives", config.min_value, int(below.sum()))
+        frame, below_min = frame[~below], int(below.sum())
+        log.info("min_value %s: %d events below it are not positives", config.min_value, below_min)
     seqs = build_sequences(frame, known, config.dedup_keep, config.min_user_events, config.min_item_events,
                            parse_event_weights(config.event_weights))
     if seqs.n_users == 0:
@@ -138,6 +139,12 @@ def prepare(run: RunContext, interactions: str) -> dict:
         "rows_extracted": int(len(frame)),
         "first_event": frame["ts"].min().isoformat() if len(frame) else None,
         "last_event": frame["ts"].max().isoformat() if len(frame) else None,
+        # what events meant: reported with the run (the evaluation report's data line)
+        "dedup_keep": config.dedup_keep,
+        "event_weights": config.event_weights or "all 1",
+        "weighted_targets": int((seqs.weights != 1).sum()) if seqs.weights is not None else 0,
+        "min_value": config.min_value,
+        "below_min_value": below_min,
     }
     run.store.write_json(run.path(PREPARED), summary)  # the data a model is trained on: its lineage
     log.info("prepared %s", summary)

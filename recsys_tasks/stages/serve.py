@@ -10,7 +10,7 @@ import pandas as pd
 import sqlalchemy as sa
 import torch
 
-from recsys_tasks import outcomes, registry, results_db, retention
+from recsys_tasks import companions, outcomes, registry, results_db, retention
 from recsys_tasks.catalogue import (
     Catalogue,
     attribute_groups,
@@ -22,10 +22,12 @@ from recsys_tasks.config import parse_caps
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.evaluation import popularity_scorer
 from recsys_tasks.inference import top_k_for_users
+from recsys_tasks.model import SequenceEncoder
 from recsys_tasks.prepare import Sequences
 from recsys_tasks.stages.context import RunContext
-from recsys_tasks.stages.decide import scorer_for
+from recsys_tasks.stages.decide import fill_new_items, scorer_for
 from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE
+from recsys_tasks.stages.learn import load_torch
 from recsys_tasks.training import resolve_device
 
 log = logging.getLogger(__name__)
@@ -105,8 +107,51 @@ def control_lists(run: RunContext, seqs: Sequences, users: np.ndarray, model_ver
     return frame.assign(strategy="popularity", model_version=model_version, variant="control")
 
 
-def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
-    """Load every shard, one at a time, and switch readers to this run in one transaction."""
+FALLBACK = "companions/fallback.parquet"  # in the run folder: what companion_lists made
+SIMILAR = "companions/similar_items.parquet"
+
+
+def companion_lists(run: RunContext, sequences: str, model_version: str) -> dict:
+    """What the run publishes beside the users' lists, under the same business rules: the
+    fallback list (`trending_days`, `top_k`) and each item's `similar_k` similar items (cosine
+    of the model's item vectors; new items by their content-predicted vectors)."""
+    started = time.perf_counter()
+    config = run.config
+    seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
+    blocked, _ = business_rules(run, seqs)
+    log_frame = run.store.read_frame(run.path("interactions.parquet"))[["item_id", "ts"]]
+    fallback = companions.trending(log_frame, seqs.item_ids, config.trending_days, config.top_k, blocked)
+    similar = companions.similar(item_vectors(run, model_version, seqs), seqs.item_ids, config.similar_k, blocked)
+    run.store.write_frame(run.path(FALLBACK), fallback)
+    run.store.write_frame(run.path(SIMILAR), similar)
+    log.info("fallback list: %s (events in the last %d days); similar items: %d items x %d in %.1fs",
+             ", ".join(fallback["item_id"].head(5)) + (" ..." if len(fallback) > 5 else ""), config.trending_days,
+             similar["item_id"].nunique(), config.similar_k, time.perf_counter() - started)
+    return {"fallback": run.path(FALLBACK), "similar": run.path(SIMILAR), "fallback_items": len(fallback),
+            "similar_items": int(similar["item_id"].nunique())}
+
+
+def item_vectors(run: RunContext, model_version: str, seqs: Sequences) -> np.ndarray:
+    """(n_items, d): the model's vector of each of today's items (row = token - 1): new
+    catalogue items get their content-predicted vectors; items a model of another vocabulary
+    never saw (production, when regenerating) get zeros, so they have no similar items."""
+    checkpoint = load_torch(run, f"models/{model_version}/model.pt")
+    model = SequenceEncoder.from_checkpoint(checkpoint).eval()
+    if checkpoint["item_ids"] == seqs.item_ids:
+        fill_new_items(run, model, seqs)
+        return model.item_embedding.weight[1 : seqs.n_items + 1].detach().float().numpy()
+    weight = model.item_embedding.weight.detach().float().numpy()
+    index = {item: token for token, item in enumerate(checkpoint["item_ids"], start=1)}
+    out = np.zeros((seqs.n_items, weight.shape[1]), dtype=np.float32)
+    for row, item in enumerate(seqs.item_ids):
+        if item in index:
+            out[row] = weight[index[item]]
+    return out
+
+
+def publish(run: RunContext, model_version: str, shards: list[dict], extras: dict | None = None) -> dict:
+    """Load every shard, one at a time, and switch readers to this run in one transaction,
+    with the run's fallback list and similar items (`extras`: what companion_lists returned)."""
     expected = shards[0]["of"] if shards else 0
     indexes = sorted(s["index"] for s in shards)
     if not shards or indexes != list(range(expected)):
@@ -116,9 +161,10 @@ def publish(run: RunContext, model_version: str, shards: list[dict]) -> dict:
     def promote() -> None:  # under the publisher lock, so the DB switch and the registry agree
         registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
 
+    lists = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar")} if extras else None
     try:
         outcome = results_db.publish_recommendations(
-            run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote
+            run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote, companions=lists,
         )
     except StalePublishError as exc:
         run.record("superseded", message=str(exc))
