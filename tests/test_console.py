@@ -161,11 +161,15 @@ def test_variant_and_similar_items_appear_when_published(dep):
     with dep.engine.begin() as conn:  # user 2 in the holdout
         conn.exec_driver_sql(f"UPDATE {dep.tables.results} SET variant = 'control' WHERE user_id = '2'")
     assert console.user_lookup(dep, "2")["rows"][0]["variant"] == "control"
-    assert console.similar_items(dep, "c") == {"item_id": "c", "available": False, "rows": []}
-    with dep.engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE similar_items_current (run_id TEXT, item_id TEXT, rank INT, similar_item_id TEXT, score REAL)")
-        conn.execute(sa.text("INSERT INTO similar_items_current VALUES (:r, 'c', 2, 'x', 0.2), (:r, 'c', 1, 'd', 0.3)"), {"r": GOOD})
+    assert console.similar_items(dep, "c") == {"item_id": "c", "available": True, "rows": []}  # none published with it
+    assert console.user_lookup(dep, "someone-new")["fallback"] == []
+    with dep.engine.begin() as conn:  # the run's companions, as a publish writes them beside its lists
+        conn.execute(sa.text(f"INSERT INTO {dep.tables.similar} VALUES (:r, 'c', 2, 'x', 0.2, :t), (:r, 'c', 1, 'd', 0.3, :t)"),
+                     {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
+        conn.execute(sa.text(f"INSERT INTO {dep.tables.fallback} VALUES (:r, 1, 'hot', 9, :t)"),
+                     {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
     assert [r["similar_item_id"] for r in console.similar_items(dep, "c")["rows"]] == ["d", "x"]
+    assert console.user_lookup(dep, "someone-new")["fallback"] == [{"rank": 1, "item_id": "hot", "score": 9.0}]
 
 
 def test_a_fresh_deployment_shows_nothing_and_writes_nothing(recsys_home):
