@@ -151,7 +151,9 @@ class PipelineConfig:
     # flagged `variant = 'control'` in the published rows, so outcome tracking can measure uplift
     holdout_fraction: float = 0.0
     holdout_control: str = "popularity"  # the control list: "popularity", or "production" (the model being replaced)
-    # what each event type is worth in outcome tracking's weighted hits ("type=weight", others 1)
+    # what each event type is worth ("type=weight", others 1): as a fine-tuning target (its
+    # cross-entropy times the weight), in de-duplication (dedup_keep=strongest) and in outcome
+    # tracking's weighted hits
     event_weights: str = "purchase=3,add_to_cart=2"
     outcomes_table: str = "recsys_outcomes"
     # the catalogue (items_uri): share of event items missing from it tolerated (a warning up to
@@ -274,7 +276,7 @@ PARAMS: dict[str, Param] = {
     "warm_start_from": Param(None, str, help="fine-tuning starts from the pretrained encoder or the production model", choices=("encoder", "production")),
     "holdout_fraction": Param(None, float, 0.0, 0.5, "share of users shown the control list (0: no holdout)"),
     "holdout_control": Param(None, str, help="the holdout's list: popularity, or production (the model being replaced)", choices=("popularity", "production")),
-    "event_weights": Param(None, str, help="worth of each event type in weighted hits, e.g. purchase=3,add_to_cart=2 (others 1)"),
+    "event_weights": Param(None, str, help="worth of each event type as a training target, in de-duplication and in weighted hits, e.g. purchase=3,add_to_cart=2 (others 1)"),
     "gate_min_lift": Param(None, float, -1.0, 10.0, "relative margin over the strongest baseline (popularity, EASE or item-kNN)"),
     "gate_max_regression": Param(None, float, 0.0, 1.0, "largest tolerated drop against production"),
     "gate_max_churn": Param(None, float, 0.0, 1.0, "largest share of published top-K items a candidate may replace"),
