@@ -148,8 +148,11 @@ class SequenceEncoder(nn.Module):
         """Everything needed to rebuild the model: its arguments and its weights."""
         return {"n_items": self.n_items, "model_config": dataclasses.asdict(self.config), "state_dict": self.state_dict()}
 
+    # options a checkpoint saved before they existed was trained without, whatever today's default
+    BEFORE_OPTIONS = {"frequency_mix": 0.0, "attention_sink": False}
+
     @classmethod
     def from_checkpoint(cls, checkpoint: dict) -> SequenceEncoder:
-        model = cls(checkpoint["n_items"], ModelConfig(**checkpoint["model_config"]))
+        model = cls(checkpoint["n_items"], ModelConfig(**{**cls.BEFORE_OPTIONS, **checkpoint["model_config"]}))
         model.load_state_dict(checkpoint["state_dict"])
         return model

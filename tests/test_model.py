@@ -10,7 +10,7 @@ from recsys_tasks.model import PAD, SequenceEncoder
 from recsys_tasks.objectives import OBJECTIVE_NAMES, PositionWeights, finetune_objective, make_objective
 from recsys_tasks.training import Checkpoints, checkpoint_bytes, read_checkpoint, train, warm_start
 
-CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0)
+CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0, frequency_mix=0.0)
 # every model option passes the contract tests below
 OPTIONS = {
     "plain": CONFIG,
@@ -276,3 +276,13 @@ def test_the_attribute_objective_teaches_item_embeddings_their_attributes():
     top_two = logits.topk(2, dim=1).indices
     truth = objective.item_attributes[1:21]
     assert truth.gather(1, top_two).mean() > 0.9  # each item's brand and category, read off its embedding
+
+
+def test_a_checkpoint_saved_before_the_model_options_existed_loads_as_it_was_trained():
+    plain = SequenceEncoder(20, CONFIG)
+    saved = plain.checkpoint()
+    saved["model_config"] = {k: v for k, v in saved["model_config"].items()
+                             if k not in ("frequency_mix", "frequencies", "attention_sink")}  # an older release's file
+    loaded = SequenceEncoder.from_checkpoint(saved)
+    assert loaded.config.frequency_mix == 0.0 and not loaded.config.attention_sink
+    assert ModelConfig().frequency_mix > 0  # while today's default has the frequency branch
