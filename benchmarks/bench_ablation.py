@@ -1,11 +1,12 @@
 """One arm of a model/objective ablation through `recsys bench`'s own path, logged as it finishes.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ablation.py --data ../shared/datasets/Beauty.txt \
-        --arm freq --set frequency_mix=0.7 --epochs 20 --log results/ablation_13.json
+        --arm "no frequency branch" --set frequency_mix=0 --epochs 20 --log results/ablation_13.json
 
-Each arm is the benchmark's default (`bench.BENCH_MODEL` / `BENCH_TRAIN`, fine-tuning only, as
-`recsys bench` runs with default flags) with `--set` overrides of ModelConfig or TrainConfig
-fields. `--epochs N --patience N` gives a fixed budget (the best epoch on validation within N);
+Each arm is the benchmark's model and training (`bench.BENCH_MODEL` / `BENCH_TRAIN`), fine-tuning
+only, with `--set` overrides of ModelConfig or TrainConfig fields. Each entry logs the settings it
+ran with (the frequency branch became the default after the first entries: their "baseline" rows
+have `frequency_mix` 0). `--epochs N --patience N` gives a fixed budget (the best epoch on validation within N);
 the default patience stops early as the bench does. The run's figures (validation and test
 NDCG@10 / HR@10, epochs, seconds, the validation curve) are appended to `--log`, one entry per
 run, so an interrupted series keeps what finished. Choose on `validation_ndcg@10`, never on test.
