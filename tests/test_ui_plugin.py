@@ -253,6 +253,7 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     wait_text(browser, "h2:last-of-type", lambda text: item in text)
     similar = [r[1] for r in cells(browser, "#similar tbody tr")]
     assert len(similar) == 10 and item not in similar  # published with the lists (similar_items_current)
+    screenshot(browser, "similar")
     field = browser.find_element(By.CSS_SELECTOR, "#user-form input[name=user_id]")
     field.clear()
     field.send_keys("someone-new")  # no list of their own: the run's fallback list
