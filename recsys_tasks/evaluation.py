@@ -14,7 +14,7 @@ from scipy import sparse
 
 from recsys_tasks.metrics import catalogue_metrics, ranking_metrics
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.prepare import Sequences, history_positions, left_padded_windows
+from recsys_tasks.prepare import Sequences, history_positions, left_padded_windows, token_map
 
 # (users, history starts, history ends) -> scores (B, n_items + 1) as a float tensor
 Scorer = Callable[[np.ndarray, np.ndarray, np.ndarray], torch.Tensor]
@@ -175,10 +175,7 @@ def remapped_scorer(model: SequenceEncoder, model_item_ids: list[str], seqs: Seq
 
     Items are matched by source id; items the model never saw score -inf for it.
     """
-    index = {item: token for token, item in enumerate(model_item_ids, start=1)}
-    to_model = np.zeros(seqs.n_items + 1, dtype=np.int64)  # current token -> model token (0: unknown)
-    for token, item in enumerate(seqs.item_ids, start=1):
-        to_model[token] = index.get(item, 0)
+    to_model = token_map(seqs.item_ids, model_item_ids)  # current token -> model token (0: unknown)
     known = np.flatnonzero(to_model)
     known_t, model_t = torch.as_tensor(known), torch.as_tensor(to_model[known])
     buffer = ScoreBuffer()

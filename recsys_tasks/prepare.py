@@ -172,6 +172,13 @@ def history_positions(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray,
     return rows, positions
 
 
+def token_map(item_ids: list[str], other_item_ids: list[str]) -> np.ndarray:
+    """(len(item_ids) + 1,) for each token of `item_ids`, the token of the same item id in
+    `other_item_ids` (another run's or model's vocabulary); 0 where it has none (and for padding)."""
+    index = {item: token for token, item in enumerate(other_item_ids, start=1)}
+    return np.asarray([0, *(index.get(item, 0) for item in item_ids)], dtype=np.int64)
+
+
 def left_padded_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, length: int) -> np.ndarray:
     """The last `length` items of each range [starts[b], ends[b]), left-padded with 0: (B, length)."""
     index = ends[:, None] - length + np.arange(length)[None, :]  # (B, length) flat positions

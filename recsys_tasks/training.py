@@ -34,6 +34,7 @@ from recsys_tasks.config import WARM_START, TrainConfig
 from recsys_tasks.errors import ArtifactError
 from recsys_tasks.model import PAD, SequenceEncoder
 from recsys_tasks.objectives import Objective, PositionWeights
+from recsys_tasks.prepare import token_map
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +335,8 @@ def warm_start(
     if transfer == "embeddings":
         state = {k: v for k, v in state.items() if k.startswith("position_embedding.")}
     model.load_state_dict(state, strict=False)
-    index = {item: token for token, item in enumerate(encoder_item_ids, start=1)}
-    matched = [(token, index[item]) for token, item in enumerate(item_ids, start=1) if item in index]
+    to_encoder = token_map(item_ids, encoder_item_ids)
+    matched = [(token, int(to_encoder[token])) for token in np.flatnonzero(to_encoder)]
     with torch.no_grad():
         weight = model.item_embedding.weight
         if matched:

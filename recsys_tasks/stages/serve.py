@@ -23,7 +23,7 @@ from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublis
 from recsys_tasks.evaluation import popularity_scorer
 from recsys_tasks.inference import top_k_for_users
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.prepare import Sequences
+from recsys_tasks.prepare import Sequences, token_map
 from recsys_tasks.stages.context import RunContext
 from recsys_tasks.stages.decide import fill_new_items, scorer_for
 from recsys_tasks.stages.ingest import ATTRIBUTES, CATALOGUE
@@ -141,12 +141,8 @@ def item_vectors(run: RunContext, model_version: str, seqs: Sequences) -> np.nda
         fill_new_items(run, model, seqs)
         return model.item_embedding.weight[1 : seqs.n_items + 1].detach().float().numpy()
     weight = model.item_embedding.weight.detach().float().numpy()
-    index = {item: token for token, item in enumerate(checkpoint["item_ids"], start=1)}
-    out = np.zeros((seqs.n_items, weight.shape[1]), dtype=np.float32)
-    for row, item in enumerate(seqs.item_ids):
-        if item in index:
-            out[row] = weight[index[item]]
-    return out
+    to_model = token_map(seqs.item_ids, checkpoint["item_ids"])[1:]
+    return np.where(to_model[:, None] > 0, weight[to_model], 0.0).astype(np.float32)
 
 
 def publish(run: RunContext, model_version: str, shards: list[dict], extras: dict | None = None) -> dict:
