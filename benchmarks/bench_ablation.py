@@ -23,25 +23,7 @@ from pathlib import Path
 
 import torch
 
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
-from recsys_tasks.config import ModelConfig, TrainConfig
-
-
-def overrides(pairs: list[str]) -> tuple[dict, dict]:
-    """["frequency_mix=0.7", "lr=5e-4"] -> (ModelConfig changes, TrainConfig changes), typed by field."""
-    fields = {
-        **{f.name: ("model", f.type) for f in dataclasses.fields(ModelConfig)},
-        **{f.name: ("train", f.type) for f in dataclasses.fields(TrainConfig)},
-    }
-    changes: dict[str, dict] = {"model": {}, "train": {}}
-    for pair in pairs:
-        name, _, raw = pair.partition("=")
-        if name not in fields:
-            raise SystemExit(f"--set {pair}: {name} is not a ModelConfig or TrainConfig field")
-        section, kind = fields[name]
-        value = raw.lower() in ("1", "true", "yes") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(raw)
-        changes[section][name] = value
-    return changes["model"], changes["train"]
+from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, config_overrides, run_benchmark
 
 
 def main() -> None:
@@ -58,11 +40,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
 
-    model_changes, train_changes = overrides(args.set)
-    model = dataclasses.replace(BENCH_MODEL, **model_changes)
-    train = dataclasses.replace(
-        BENCH_TRAIN, **{"epochs": args.epochs, "patience": args.patience, "seed": args.seed, "pretrain_epochs": 0, **train_changes},
-    )
+    try:
+        model, train = config_overrides(args.set, BENCH_MODEL, BENCH_TRAIN)
+    except ValueError as exc:
+        raise SystemExit(f"--set {exc}") from None
+    train = dataclasses.replace(train, epochs=args.epochs, patience=args.patience, seed=args.seed, pretrain_epochs=0)
     figures = run_benchmark(args.data, None, model, train, pretrain_objectives=())
     entry = {
         "arm": args.arm, "data": Path(args.data).name, "set": args.set, "seed": args.seed,

@@ -56,11 +56,15 @@ def run_benchmark(
     train_config: TrainConfig = BENCH_TRAIN,
     pretrain_objectives: str | tuple[str, ...] | None = None,
     batching: str = "length_buckets",
+    trace_test: float | None = None,
 ) -> dict[str, Any]:
     """Train on `data` (a sequence file or any source) as the nightly does and report test metrics.
 
     `pretrain_objectives`: None pretrains as the nightly does; () or "none" fine-tunes only.
     `batching`: one of `training.BATCHINGS` ("length_buckets", as shipped, or "random").
+    `trace_test`: a target NDCG@10; test NDCG@10 is then also computed after every epoch (into the
+    history as "test"; it chooses nothing) and the training seconds until it first reaches the
+    target are reported: time to quality.
     """
     started = time.perf_counter()
     seqs = build_sequences(read_interactions(data))
@@ -75,10 +79,14 @@ def run_benchmark(
     if objectives and train_config.pretrain_epochs:
         pretrained = fit(seqs, split, model_config, train_config, objectives, attribute_rows, batches=batches)
     encoder = pretrained.checkpoint() if pretrained else None
-    fitted = fit(seqs, split, model_config, train_config, FINETUNE, attribute_rows, encoder, batches=batches)
-    model, result = fitted.model.to(device), fitted.result
-
     test_end = split.train_end + 1
+
+    def test_ndcg(m: torch.nn.Module) -> dict[str, float]:
+        return {"test": round(evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, test_end)["NDCG@10"], 4)}
+
+    observe = test_ndcg if trace_test is not None else None
+    fitted = fit(seqs, split, model_config, train_config, FINETUNE, attribute_rows, encoder, batches=batches, observe=observe)
+    model, result = fitted.model.to(device), fitted.result
     with torch.no_grad():
         metrics = evaluate(model_scorer(model, seqs, device), seqs, split.eval_users, test_end)
         popularity = evaluate(popularity_scorer(item_popularity(seqs, split)), seqs, split.eval_users, test_end)
@@ -107,4 +115,58 @@ def run_benchmark(
         "train": dataclasses.asdict(train_config),
         "pretrain_history": pretrained.result.history if pretrained else [],
         "history": result.history,
+        **({"time_to_target": time_to_target(result.history, trace_test)} if trace_test is not None else {}),
+    }
+
+
+def time_to_target(history: list[dict[str, Any]], target: float) -> dict[str, Any]:
+    """The first epoch whose traced test NDCG@10 reaches `target`, with the fine-tuning seconds
+    (training only, and with each epoch's validation) spent until then; None when never reached."""
+    trained = validated = 0.0
+    for entry in history:
+        trained += entry["seconds"]
+        validated += entry.get("seconds_with_validation", entry["seconds"])
+        if entry.get("test", 0.0) >= target:
+            return {"target": target, "epoch": entry["epoch"], "train_seconds": round(trained, 1),
+                    "seconds_with_validation": round(validated, 1)}
+    return {"target": target, "epoch": None, "train_seconds": None, "seconds_with_validation": None}
+
+
+def config_overrides(pairs: list[str], model: ModelConfig, train: TrainConfig) -> tuple[ModelConfig, TrainConfig]:
+    """["frequency_mix=0.7", "lr=5e-4"] applied to the ModelConfig / TrainConfig field of that
+    name, typed as the field is; an unknown name is an error naming the fields."""
+    fields = {
+        **{f.name: ("model", f.type) for f in dataclasses.fields(ModelConfig)},
+        **{f.name: ("train", f.type) for f in dataclasses.fields(TrainConfig)},
+    }
+    changes: dict[str, dict] = {"model": {}, "train": {}}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if name not in fields or not sep:
+            raise ValueError(f"{pair!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(fields))}")
+        section, kind = fields[name]
+        try:
+            value = raw.lower() in ("1", "true", "yes") if kind == "bool" else {"int": int, "float": float}.get(kind, str)(raw)
+        except ValueError:
+            raise ValueError(f"{pair!r}: {name} takes a{'n' if kind == 'int' else ''} {kind}") from None
+        changes[section][name] = value
+    return dataclasses.replace(model, **changes["model"]), dataclasses.replace(train, **changes["train"])
+
+
+def seed_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample standard deviation and range over seeds of the figures a reader compares."""
+    columns = {
+        "test_ndcg@10": [r["metrics"]["NDCG@10"] for r in runs],
+        "test_hr@10": [r["metrics"]["HR@10"] for r in runs],
+        "validation_ndcg@10": [r["validation_ndcg@10"] for r in runs],
+        "best_epoch": [r["best_epoch"] for r in runs],
+        "total_minutes": [r["total_seconds"] / 60 for r in runs],
+    }
+    reached = [r["time_to_target"]["train_seconds"] for r in runs if r.get("time_to_target")]
+    if reached:
+        columns["minutes_to_target"] = [s / 60 if s is not None else float("nan") for s in reached]
+    return {
+        "seeds": [r["train"]["seed"] for r in runs],
+        **{name: {"mean": round(statistics.mean(v), 4), "std": round(statistics.stdev(v), 4) if len(v) > 1 else 0.0,
+                  "min": round(min(v), 4), "max": round(max(v), 4)} for name, v in columns.items()},
     }

@@ -160,17 +160,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import dataclasses
     from pathlib import Path
 
-    from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
-
-    train = dataclasses.replace(
-        BENCH_TRAIN, epochs=args.epochs, patience=args.patience, pretrain_epochs=args.pretrain_epochs, seed=args.seed,
-        warm_start=args.warm_start, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
+    from recsys_tasks.bench import (
+        BENCH_MODEL,
+        BENCH_TRAIN,
+        config_overrides,
+        pretraining_names,
+        run_benchmark,
+        seed_summary,
     )
-    objectives = tuple(o for o in args.pretrain.replace(",", "+").split("+") if o)
-    figures = run_benchmark(args.data, args.attributes, BENCH_MODEL, train, objectives)
-    print(json.dumps(figures, indent=2))
+
+    try:
+        model, train = config_overrides(args.set, BENCH_MODEL, BENCH_TRAIN)
+        seeds = [int(s) for s in str(args.seeds or args.seed).split(",") if s.strip()]
+    except ValueError as exc:
+        raise RecsysError(f"bench: {exc}") from None
+    changes = {"epochs": args.epochs, "patience": args.patience, "warm_start": args.warm_start,
+               "auxiliary": args.auxiliary, "auxiliary_weight": args.auxiliary_weight}
+    if args.pretrain_epochs is not None:
+        changes["pretrain_epochs"] = args.pretrain_epochs
+    train = dataclasses.replace(train, **{k: v for k, v in changes.items() if v is not None})
+    objectives = pretraining_names(args.pretrain)  # None: the nightly's objectives
+    runs = []
+    for seed in seeds:
+        figures = run_benchmark(args.data, args.attributes, model, dataclasses.replace(train, seed=seed), objectives,
+                                trace_test=args.trace_test)
+        runs.append(figures)
+        reached = figures.get("time_to_target")
+        to_target = ""
+        if reached:
+            to_target = (f", reached {reached['target']} after {reached['train_seconds'] / 60:.1f} min of training"
+                         if reached["epoch"] else f", never reached {reached['target']}")
+        print(f"seed {seed}: test NDCG@10 {figures['metrics']['NDCG@10']:.4f} HR@10 {figures['metrics']['HR@10']:.4f} "
+              f"(validation {figures['validation_ndcg@10']:.4f}, best epoch {figures['best_epoch']} of "
+              f"{figures['epochs_run']}; pretraining: {'+'.join(figures['pretrain_objectives']) or 'none'}) "
+              f"in {figures['total_seconds'] / 60:.1f} min{to_target}", flush=True)
+    result = runs[0] if len(runs) == 1 else {"summary": seed_summary(runs), "runs": runs}
+    if len(runs) > 1:
+        summary = result["summary"]
+        print(f"{len(runs)} seeds: test NDCG@10 {summary['test_ndcg@10']['mean']:.4f} +- {summary['test_ndcg@10']['std']:.4f} "
+              f"(range {summary['test_ndcg@10']['min']:.4f}-{summary['test_ndcg@10']['max']:.4f}), "
+              f"HR@10 {summary['test_hr@10']['mean']:.4f} +- {summary['test_hr@10']['std']:.4f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved to {args.out}")
     return 0
 
@@ -252,14 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--data", required=True, help="e.g. ../shared/datasets/Beauty.txt")
     bench.add_argument("--attributes", help="item attributes JSON (for the attribute objective)")
     bench.add_argument("--out", required=True, help="where the figures go (JSON)")
-    bench.add_argument("--pretrain", default="", help="pretraining objectives, e.g. contrastive+attribute")
-    bench.add_argument("--pretrain-epochs", type=int, default=0)
-    bench.add_argument("--epochs", type=int, default=200, help="fine-tuning upper bound")
-    bench.add_argument("--patience", type=int, default=10)
+    bench.add_argument("--pretrain", default=None,
+                       help="pretraining objectives, e.g. contrastive+attribute, or none (default: the nightly's)")
+    bench.add_argument("--pretrain-epochs", type=int, default=None, help="default: the nightly's")
+    bench.add_argument("--epochs", type=int, default=None, help="fine-tuning upper bound (default 200)")
+    bench.add_argument("--patience", type=int, default=None, help="epochs without a better validation score (default 10)")
     bench.add_argument("--seed", type=int, default=42)
-    bench.add_argument("--warm-start", default="all", choices=WARM_START, help="what fine-tuning takes from pretraining")
-    bench.add_argument("--auxiliary", default="", help="self-supervised objectives kept on while fine-tuning, e.g. contrastive")
-    bench.add_argument("--auxiliary-weight", type=float, default=0.1)
+    bench.add_argument("--seeds", help="comma-separated seeds, one run each; the output adds mean, spread and range")
+    bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change one ModelConfig or TrainConfig field for an arm, e.g. --set lr=5e-4")
+    bench.add_argument("--trace-test", type=float, metavar="NDCG", nargs="?", const=0.0572,
+                       help="also score test after every epoch (chooses nothing) and report the training minutes "
+                            "to reach this NDCG@10 (default 0.0572, the plain SASRec reference on Beauty)")
+    bench.add_argument("--warm-start", default=None, choices=WARM_START, help="what fine-tuning takes from pretraining")
+    bench.add_argument("--auxiliary", default=None, help="self-supervised objectives kept on while fine-tuning, e.g. contrastive")
+    bench.add_argument("--auxiliary-weight", type=float, default=None)
     bench.set_defaults(func=cmd_bench)
 
     models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")

@@ -8,6 +8,7 @@ target: fine-tuning keeps the epoch that scores best on validation NDCG@10.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ def fit(
     encoder: dict[str, Any] | None = None,
     checkpoints: Checkpoints | None = None,
     batches: Batching = length_buckets,
+    observe: Callable[[SequenceEncoder], dict[str, float]] | None = None,
 ) -> Fitted:
     """Train a fresh encoder on every user's items before `split.train_end`.
 
@@ -57,6 +59,7 @@ def fit(
     `attributes`: `item_id, attribute` rows, for the attribute objective.
     `encoder`: a pretrained checkpoint (`Fitted.checkpoint()`) to warm-start from, its items
     matched to these by id. `checkpoints`: where per-epoch state goes, so a retry resumes.
+    `observe`: fine-tuning only, figures to add to each epoch's history (`training.train`).
     """
     torch.manual_seed(train_config.seed)  # one seed, one initialisation, wherever fit is called
     model = SequenceEncoder(seqs.n_items, model_config)
@@ -76,7 +79,7 @@ def fit(
         if seqs.weights is not None:
             event_weights = left_padded_windows(seqs.weights, seqs.offsets[:-1], split.train_end, model_config.max_len + 1)
         result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints, batches,
-                       event_weights)
+                       event_weights, observe)
     else:
         objective = make_objective(objectives, model, train_config.mask_prob, attributes, seqs.item_ids)
         result = train(model, objective, windows, train_config, train_config.pretrain_epochs, None, checkpoints, batches)

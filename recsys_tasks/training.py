@@ -176,9 +176,12 @@ def train(
     checkpoints: Checkpoints | None = None,
     batches: Batching = length_buckets,
     event_weights: np.ndarray | None = None,
+    observe: Callable[[SequenceEncoder], dict[str, float]] | None = None,
 ) -> TrainResult:
     """sequences (U, T + 1): left-padded training windows, one row per user; `event_weights`
     (U, T + 1), aligned with them, what each item weighs as a next-item target (None: 1).
+    `observe`: called after each epoch's validation with the model as validated; what it returns
+    is added to the epoch's history and never chooses anything (the benchmark's test trace).
 
     `batches` cuts an epoch into batches of row indices: `length_buckets` (the default) or
     `random_batches` (the slower comparison it is benchmarked against).
@@ -261,6 +264,11 @@ def train(
                     best_state = copy.deepcopy(model.state_dict())
                 else:
                     stale += 1
+                entry["seconds_with_validation"] = round(time.perf_counter() - tick, 3)
+                if observe is not None:
+                    watched = time.perf_counter()
+                    entry.update(observe(model))
+                    started += time.perf_counter() - watched  # observing is not training time
         result.history.append(entry)
         result.epochs_run = epoch
         eta = seconds * (epochs - epoch)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 import sqlalchemy as sa
 
 from recsys_tasks.artifacts import ArtifactStore
@@ -104,3 +105,32 @@ def test_run_publishes_through_the_recsys_db_connection_and_reports_it(tmp_path,
     runs = recsys("runs", env=env)
     assert runs.returncode == 0 and summary["run_id"] in runs.stdout and "published" in runs.stdout
     assert PASSWORD not in runs.stdout
+
+
+def test_bench_pretrains_as_the_nightly_by_default_and_reports_seeds_and_time_to_quality(tmp_path):
+    events = tmp_path / "events.csv"
+    write_interactions(generate_interactions(SyntheticSpec(users=120, items=40, topics=4, seed=3)), str(events))
+    small = ["--set", "d_model=16", "--set", "n_layers=1", "--set", "max_len=12", "--set", "batch_size=32",
+             "--epochs", "2", "--patience", "2", "--pretrain-epochs", "1"]
+    out = tmp_path / "bench.json"
+    done = recsys("bench", "--data", str(events), "--out", str(out), "--seeds", "1,2", "--trace-test", "0.0", *small,
+                  env=clean_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert [r["train"]["seed"] for r in figures["runs"]] == figures["summary"]["seeds"] == [1, 2]
+    for run in figures["runs"]:
+        assert run["pretrain_objectives"] == ["contrastive"]  # the nightly's, with no flag
+        assert run["model"]["d_model"] == 16 and run["train"]["epochs"] == 2
+        assert all("test" in h and h["seconds_with_validation"] >= h["seconds"] for h in run["history"])
+        assert run["time_to_target"]["epoch"] == 1  # any model reaches 0.0
+    ndcg = [r["metrics"]["NDCG@10"] for r in figures["runs"]]
+    assert figures["summary"]["test_ndcg@10"]["mean"] == pytest.approx(sum(ndcg) / 2, abs=1e-4)
+    assert "2 seeds: test NDCG@10" in done.stdout and "reached 0.0 after" in done.stdout
+
+    alone = recsys("bench", "--data", str(events), "--out", str(out), "--pretrain", "none", *small, env=clean_env(tmp_path))
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(out.read_text())["pretrain_objectives"] == []
+
+    wrong = recsys("bench", "--data", str(events), "--out", str(out), "--set", "heads=1", env=clean_env(tmp_path))
+    assert wrong.returncode == 2
+    assert "heads=1" in wrong.stderr and "n_heads" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -207,6 +207,18 @@ def test_the_finetune_stage_and_the_benchmark_train_the_same_model_through_fit(r
     assert direct.result.best_epoch == figures["best_epoch"] == trained["best_epoch"]
 
 
+def test_tracing_test_scores_changes_nothing_the_benchmark_trains_or_chooses(tmp_path):
+    data = tmp_path / "events.csv"
+    write_interactions(generate_interactions(SyntheticSpec(users=120, items=40, topics=4, seed=8)), str(data))
+    plain = run_benchmark(str(data), None, TINY_MODEL, TINY_TRAIN, ())
+    traced = run_benchmark(str(data), None, TINY_MODEL, TINY_TRAIN, (), trace_test=0.99)
+    assert [(h["loss"], h["val"]) for h in traced["history"]] == [(h["loss"], h["val"]) for h in plain["history"]]
+    assert traced["metrics"] == plain["metrics"] and traced["best_epoch"] == plain["best_epoch"]
+    best = traced["history"][traced["best_epoch"] - 1]
+    assert best["test"] == traced["metrics"]["NDCG@10"]  # the trace scores the same model test scores
+    assert traced["time_to_target"] == {"target": 0.99, "epoch": None, "train_seconds": None, "seconds_with_validation": None}
+
+
 def test_the_benchmark_runs_the_nightly_pretraining_unless_told_otherwise():
     defaults = {f.name: f.default for f in dataclasses.fields(PipelineConfig)}
     assert pretraining_names(None) == defaults["pretrain_objectives"] == NIGHTLY_PRETRAINING
