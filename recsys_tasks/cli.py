@@ -194,14 +194,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"(validation {figures['validation_ndcg@10']:.4f}, best epoch {figures['best_epoch']} of "
               f"{figures['epochs_run']}; pretraining: {'+'.join(figures['pretrain_objectives']) or 'none'}) "
               f"in {figures['total_seconds'] / 60:.1f} min{to_target}", flush=True)
-    result = runs[0] if len(runs) == 1 else {"summary": seed_summary(runs), "runs": runs}
+        result = runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # after every seed: an interrupted series keeps what finished
     if len(runs) > 1:
         summary = result["summary"]
         print(f"{len(runs)} seeds: test NDCG@10 {summary['test_ndcg@10']['mean']:.4f} +- {summary['test_ndcg@10']['std']:.4f} "
               f"(range {summary['test_ndcg@10']['min']:.4f}-{summary['test_ndcg@10']['max']:.4f}), "
               f"HR@10 {summary['test_hr@10']['mean']:.4f} +- {summary['test_hr@10']['std']:.4f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved to {args.out}")
     return 0
 
