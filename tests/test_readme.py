@@ -36,6 +36,7 @@ SUBSTITUTIONS = [
     (r"\.\./shared/datasets/(Beauty|Sports_and_Outdoors)\.txt", "{tiny}/Tiny.txt"),
     (r"\.\./shared/datasets/Beauty_item2attributes\.json", "{tiny}/Tiny_item2attributes.json"),
     (r"--epochs 200", "--epochs 3"),
+    (r"--trace-test", "--trace-test --epochs 3"),
     (r"--epochs 10 ", "--epochs 2 "),
     (r"--seeds 42,43,44", "--seeds 42"),
     (r"--seeds 42,43", "--seeds 42"),
