@@ -43,7 +43,9 @@ def model_scorer(model: SequenceEncoder, seqs: Sequences, device: torch.device) 
     buffer = ScoreBuffer()
 
     def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
-        windows = left_padded_windows(seqs.items, starts, ends, model.config.max_len)
+        # cut to the batch's longest history: padding changes no state, and short batches are cheap
+        width = int(np.clip((ends - starts).max(initial=1), 1, model.config.max_len))
+        windows = left_padded_windows(seqs.items, starts, ends, width)
         with torch.no_grad():
             hidden = model.last_hidden(torch.as_tensor(windows, device=device)).float()  # (B, D)
             return model.item_logits(hidden, out=buffer.get(len(users), model.n_items + 1, device)).cpu()
@@ -81,16 +83,20 @@ def target_ranks(
     """
     ranks = np.empty(len(users), dtype=np.int64)
     tops = np.zeros((len(users), top_k), dtype=np.int64)
+    # users of similar history length batched together, so a sequence model's batch is as long
+    # as its histories rather than max_len; results go back to each user's place
+    order = np.argsort(history_end[users] - seqs.offsets[users], kind="stable")
     for lo in range(0, len(users), batch_size):
-        batch = users[lo : lo + batch_size]
+        at = order[lo : lo + batch_size]
+        batch = users[at]
         starts, ends = seqs.offsets[batch], history_end[batch]
         scores = scorer(batch, starts, ends)
         exclude_seen(scores, seqs.items, starts, ends)
         target = torch.as_tensor(seqs.items[ends])
         target_score = scores.gather(1, target[:, None])
-        ranks[lo : lo + len(batch)] = ((scores >= target_score).sum(1) - 1).numpy()
+        ranks[at] = ((scores >= target_score).sum(1) - 1).numpy()
         if top_k:
-            tops[lo : lo + len(batch)] = torch.topk(scores, min(top_k, scores.shape[1] - 1), dim=1).indices.numpy()
+            tops[at] = torch.topk(scores, min(top_k, scores.shape[1] - 1), dim=1).indices.numpy()
     return ranks, tops
 
 

@@ -132,6 +132,11 @@ class SequenceEncoder(nn.Module):
         mask = blocked.repeat_interleave(self.config.n_heads, dim=0)  # (B * H, T, T)
         return self.norm(self.blocks(x, mask, tokens != PAD))
 
+    def item_weights(self) -> torch.Tensor:
+        """(n_items, D): the output embeddings of items 1..n_items (tied to the input ones);
+        training scores against these, so padding is no class at all."""
+        return self.item_embedding.weight[1 : self.n_items + 1]
+
     def item_logits(self, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """hidden (..., D) -> scores over tokens (..., n_items + 1); padding scores -inf.
         `out`: where to write them (inference only: no gradient flows through it)."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from recsys_tasks.config import TrainConfig
 from recsys_tasks.model import PAD, SequenceEncoder
+from recsys_tasks.softmax import catalogue_cross_entropy
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,8 @@ def full_softmax_loss(
     """Cross-entropy over the whole catalogue at every position that has a target; with
     `scale` (N,), each position's cross-entropy times its weight."""
     hidden, targets = target_states(model, batch, causal)
-    if scale is None:
-        total = F.cross_entropy(model.item_logits(hidden), targets, reduction="sum")  # logits (N, n_items + 1)
-    else:
-        total = (F.cross_entropy(model.item_logits(hidden), targets, reduction="none") * scale).sum()
+    # items are tokens 1..n_items: padding is no class at all rather than a -inf column
+    total = catalogue_cross_entropy(hidden, model.item_weights(), targets - 1, scale)
     return position_mean(total, len(targets), weights, targets_per_row)
 
 

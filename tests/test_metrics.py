@@ -74,3 +74,30 @@ def test_overlap_and_churn_with_the_published_lists_by_hand():
     assert out["coverage_candidate"] == pytest.approx(0.3) and out["coverage_published"] == pytest.approx(0.4)
     assert out["coverage_change"] == pytest.approx(-0.1)
     assert list_overlap(candidate, lists({"other": ["x"]}), k=2, n_items=10) == {"users": 0}
+
+
+def test_users_are_ranked_in_batches_of_similar_length_and_answered_in_their_own_order():
+    """Evaluation batches users by history length and cuts each batch to its longest history:
+    every user's rank is what scoring that user alone at max_len gives, in the order asked."""
+    from recsys_tasks.config import ModelConfig
+    from recsys_tasks.evaluation import model_scorer
+    from recsys_tasks.model import SequenceEncoder
+    from recsys_tasks.prepare import left_padded_windows
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 15, size=40)  # some longer than max_len 8
+    items = rng.integers(1, 31, size=int(lengths.sum()))
+    seqs = Sequences(user_ids=[str(u) for u in range(40)], item_ids=[str(i) for i in range(30)],
+                     offsets=np.concatenate([[0], np.cumsum(lengths)]), items=items)
+    torch.manual_seed(0)
+    model = SequenceEncoder(30, ModelConfig(d_model=16, n_layers=2, n_heads=2, max_len=8, dropout=0.0,
+                                            frequency_mix=0.5)).eval()
+    users = rng.permutation(40)[:30]
+    history_end = seqs.offsets[1:] - 1  # the last item of each user is the target
+    ranks, tops = target_ranks(model_scorer(model, seqs, torch.device("cpu")), seqs, users, history_end, batch_size=7, top_k=3)
+    for i, u in enumerate(users):
+        window = torch.as_tensor(left_padded_windows(seqs.items, seqs.offsets[[u]], history_end[[u]], 8))
+        with torch.no_grad():
+            scores = model.item_logits(model.last_hidden(window))
+        alone, alone_tops = target_ranks(lambda *_, s=scores: s.clone(), seqs, np.array([u]), history_end, top_k=3)
+        assert ranks[i] == alone[0] and tops[i].tolist() == alone_tops[0].tolist()

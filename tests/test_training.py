@@ -42,7 +42,10 @@ class FixedScores(nn.Module):
         self.anchor = nn.Parameter(torch.zeros(()))
 
     def forward(self, tokens: torch.Tensor, causal: bool) -> torch.Tensor:
-        return torch.zeros(*tokens.shape, 1) + self.anchor  # (B, T, 1)
+        return torch.ones(*tokens.shape, 1) + self.anchor  # (B, T, 1)
+
+    def item_weights(self) -> torch.Tensor:  # (4, 1): items 1-4 score 0, 0, 0, log 3
+        return torch.tensor([[0.0], [0.0], [0.0], [math.log(3)]]) + self.anchor * 0
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden * 0 + torch.tensor([float("-inf"), 0.0, 0.0, 0.0, math.log(3)])  # (N, 5)
