@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from recsys_tasks import evaluation, objectives
 from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.objectives import finetune_objective
+from recsys_tasks.objective_registry import finetune_objective
 from recsys_tasks.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
 from recsys_tasks.softmax import catalogue_cross_entropy
 from recsys_tasks.sources import read_interactions

@@ -18,7 +18,7 @@ import torch
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.evaluation import evaluate, model_scorer
 from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.objectives import finetune_objective, make_objective
+from recsys_tasks.objective_registry import finetune_objective, make_objective
 from recsys_tasks.prepare import Sequences, Split, item_popularity, left_padded_windows
 from recsys_tasks.training import Batching, Checkpoints, TrainResult, length_buckets, resolve_device, train, warm_start
 

@@ -20,7 +20,8 @@ from recsys_tasks.distributed import target_name
 from recsys_tasks.errors import ArtifactError
 from recsys_tasks.fit import FINETUNE, fit
 from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem, make_objective
+from recsys_tasks.objective_registry import make_objective
+from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem
 from recsys_tasks.prepare import build_sequences, leave_one_out
 from recsys_tasks.sources import read_interactions, write_interactions
 from recsys_tasks.stages import RunContext
