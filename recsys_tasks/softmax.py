@@ -35,14 +35,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             exact = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
             h, w = hidden.to(exact), weight.to(exact)
             lse = torch.empty(len(h), dtype=exact, device=h.device)
+            picked = torch.empty_like(lse)  # each position's target logit
             kept = []
             for start in range(0, len(h), rows):
                 part = slice(start, start + rows)
                 logits = h[part] @ w.T  # (rows, C)
                 lse[part] = torch.logsumexp(logits, dim=1)
+                picked[part] = logits.gather(1, targets[part, None]).squeeze(1)
                 kept.append(logits)
-            picked = torch.cat([k.gather(1, targets[i * rows : (i + 1) * rows, None]) for i, k in enumerate(kept)])
-            losses = lse - picked.squeeze(1)  # (N,) each position's cross-entropy
+            losses = lse - picked  # (N,) each position's cross-entropy
             total = (losses if scale is None else losses * scale).sum()
         ctx.save_for_backward(h, w, targets, lse, scale)
         ctx.kept, ctx.rows, ctx.dtypes = kept, rows, (hidden.dtype, weight.dtype)
