@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, config_overrides, run_benchmark
+from recsys_tasks.config import field_overrides
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     try:
-        model, train = config_overrides(args.set, BENCH_MODEL, BENCH_TRAIN)
+        model, train = field_overrides(args.set, BENCH_MODEL, BENCH_TRAIN)
     except ValueError as exc:
         raise SystemExit(f"--set {exc}") from None
     train = dataclasses.replace(train, epochs=args.epochs, patience=args.patience, seed=args.seed, pretrain_epochs=0)

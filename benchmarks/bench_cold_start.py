@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN
-from recsys_tasks.catalogue import read_catalogue
-from recsys_tasks.content import content_features, fill_cold_items
-from recsys_tasks.evaluation import evaluate, model_scorer, popularity_scorer
-from recsys_tasks.fit import FINETUNE, fit
-from recsys_tasks.prepare import build_sequences, item_popularity, leave_one_out
-from recsys_tasks.sources import read_interactions
+from recsys_tasks.data.catalogue import read_catalogue
+from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
+from recsys_tasks.data.sources import read_interactions
+from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
+from recsys_tasks.scoring.content import content_features, fill_cold_items
+from recsys_tasks.scoring.evaluation import evaluate, model_scorer, popularity_scorer
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from bench_generation import PeakRss, synthetic_case
 
-from recsys_tasks.evaluation import evaluate
-from recsys_tasks.inference import embedding_scorer
+from recsys_tasks.scoring.evaluation import evaluate
+from recsys_tasks.scoring.inference import embedding_scorer
 
 
 def main() -> None:

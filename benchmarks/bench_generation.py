@@ -6,7 +6,7 @@
 For each USERSxITEMS case, on synthetic embeddings (D=64) and synthetic histories:
 (a) generation: `inference.top_k_for_users` (the code the DAG runs: batches, seen-item
     exclusion, ids, fallback flag) vs a bare `torch.topk(U @ I.T)` loop over the same tensors;
-(b) writeback: `results_db.publish_recommendations` into PostgreSQL (COPY, view switch) vs
+(b) writeback: `db.publish_recommendations` into PostgreSQL (COPY, view switch) vs
     `psql \\copy` of the same rows from a CSV file;
 (c) peak memory: RSS above the baseline while generating, against the size of one batch of
     scores and of the users x items matrix that is never built.
@@ -29,10 +29,10 @@ import psutil
 import sqlalchemy as sa
 import torch
 
-from recsys_tasks import results_db
+from recsys_tasks import db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.inference import embedding_scorer, top_k_for_users
-from recsys_tasks.prepare import Sequences
+from recsys_tasks.data.prepare import Sequences
+from recsys_tasks.scoring.inference import embedding_scorer, top_k_for_users
 
 
 class PeakRss:
@@ -91,14 +91,14 @@ def writeback(frame, pg_url: str, run_id: str) -> tuple[float, float]:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     url = f"{pg_url}?options=-csearch_path%3D{schema}"
     config = dataclasses.replace(config_from_env({}), db_url=url)
-    engine = results_db.make_engine(url)
-    tables = results_db.Tables.from_config(config)
+    engine = db.make_engine(url)
+    tables = db.Tables.from_config(config)
     try:
-        results_db.apply_schema(engine, tables)
+        db.apply_schema(engine, tables)
         started = time.perf_counter()
-        results_db.publish_recommendations(engine, tables, run_id, frame, retain_runs=5)
+        db.publish_recommendations(engine, tables, run_id, frame, retain_runs=5)
         ours = time.perf_counter() - started
-        rows = frame.assign(run_id=run_id, generated_at=results_db.utcnow(), variant="model")[list(results_db.RESULT_COLUMNS)]
+        rows = frame.assign(run_id=run_id, generated_at=db.utcnow(), variant="model")[list(db.RESULT_COLUMNS)]
         with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
             rows.to_csv(handle, index=False, header=False)
             path = handle.name
@@ -108,7 +108,7 @@ def writeback(frame, pg_url: str, run_id: str) -> tuple[float, float]:
         command = [
             "psql", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "postgres",
             "-d", parsed.database, "-v", "ON_ERROR_STOP=1", "-c",
-            f"\\copy {schema}.ceiling ({', '.join(results_db.RESULT_COLUMNS)}) FROM '{path}' CSV",
+            f"\\copy {schema}.ceiling ({', '.join(db.RESULT_COLUMNS)}) FROM '{path}' CSV",
         ]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, NIGHTLY_PRETRAINING
-from recsys_tasks.evaluation import evaluate, model_scorer
-from recsys_tasks.fit import FINETUNE, fit
-from recsys_tasks.prepare import build_sequences, leave_one_out
-from recsys_tasks.sources import read_interactions
+from recsys_tasks.data.prepare import build_sequences, leave_one_out
+from recsys_tasks.data.sources import read_interactions
+from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, NIGHTLY_PRETRAINING
+from recsys_tasks.scoring.evaluation import evaluate, model_scorer
 
 STARTS = ("scratch", "encoder", "yesterday")
 

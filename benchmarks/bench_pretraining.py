@@ -40,7 +40,7 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, workdir: Path) -> dic
     objectives, _, auxiliary = arm.partition("/")
     out = figures_file(workdir, arm, seed)
     command = [
-        sys.executable, "-m", "recsys_tasks.cli", "bench", "--data", args.data, "--out", str(out),
+        sys.executable, "-m", "recsys_tasks.ops.cli", "bench", "--data", args.data, "--out", str(out),
         "--epochs", str(args.epochs), "--patience", str(args.patience), "--seed", str(seed),
     ]
     # always explicit: `recsys bench` alone pretrains as the nightly does

@@ -95,13 +95,14 @@ def main() -> None:
 
     import sqlalchemy as sa  # after the environment: Airflow reads it at import
 
-    from recsys_tasks import airflow_adapter, results_db, retention
-    from recsys_tasks.artifacts import ArtifactStore
+    from recsys_tasks import airflow_adapter, db
     from recsys_tasks.config import config_from_env
-    from recsys_tasks.stages import serve
-    from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+    from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+    from recsys_tasks.pipeline import serve
+    from recsys_tasks.storage import retention
+    from recsys_tasks.storage.artifacts import ArtifactStore
 
-    logging.getLogger("recsys_tasks.retention").setLevel(logging.WARNING)  # the table says what it did
+    logging.getLogger("recsys_tasks.storage.retention").setLevel(logging.WARNING)  # the table says what it did
     config = config_from_env()
     retain = args.retain_runs or config.retain_runs
     source_db = home / "source.db"
@@ -117,8 +118,8 @@ def main() -> None:
         "num_shards": args.num_shards, "source_uri": source_uri, **({} if args.shipped_gate else GATE_OPEN),
     }
     source = sa.create_engine(f"sqlite:///{source_db}")
-    engine = results_db.make_engine(config.db_url)
-    tables = results_db.Tables.from_config(config)
+    engine = db.make_engine(config.db_url)
+    tables = db.Tables.from_config(config)
     store = ArtifactStore(config.artifact_root)
     rows: list[dict[str, Any]] = []
     freed_total = 0
@@ -139,7 +140,7 @@ def main() -> None:
         with output_to(home / "runs.log"):
             outcome = airflow_adapter.run_dag("recsys_nightly", params)
         wall = time.perf_counter() - started
-        record = results_db.get_run(engine, tables, outcome["run_id"]) or {}
+        record = db.get_run(engine, tables, outcome["run_id"]) or {}
         pruned = {"removed": [], "bytes_freed": 0}
         if not pipeline_prunes:
             pruned = retention.apply_retention(store, engine, tables, retain)

@@ -28,14 +28,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recsys_tasks import evaluation, objectives
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN
-from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.objective_registry import finetune_objective
-from recsys_tasks.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
-from recsys_tasks.softmax import catalogue_cross_entropy
-from recsys_tasks.sources import read_interactions
-from recsys_tasks.training import PositionWeights, length_buckets
+from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
+from recsys_tasks.data.sources import read_interactions
+from recsys_tasks.learning import objectives
+from recsys_tasks.learning.model import SequenceEncoder
+from recsys_tasks.learning.objective_registry import finetune_objective
+from recsys_tasks.learning.softmax import catalogue_cross_entropy
+from recsys_tasks.learning.training import PositionWeights, length_buckets
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
+from recsys_tasks.scoring import evaluation
 
 log = logging.getLogger("bench_softmax")
 

@@ -14,8 +14,8 @@ import resource
 import time
 from pathlib import Path
 
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.validation import profile, validate_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.validation import profile, validate_interactions
 
 
 def main() -> None:

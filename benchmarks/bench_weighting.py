@@ -31,11 +31,11 @@ from pathlib import Path
 
 import torch
 
-from recsys_tasks.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
-from recsys_tasks.fit import FINETUNE, fit
-from recsys_tasks.prepare import build_sequences, leave_one_out
-from recsys_tasks.sources import read_interactions
-from recsys_tasks.training import BATCHINGS
+from recsys_tasks.data.prepare import build_sequences, leave_one_out
+from recsys_tasks.data.sources import read_interactions
+from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.learning.training import BATCHINGS
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
 
 ARMS = ("length_buckets", "random")
 

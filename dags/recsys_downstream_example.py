@@ -37,16 +37,14 @@ RECOMMENDATIONS = Asset(name="recommendations_current", uri="recsys://recommenda
 def recsys_downstream_example():
     @task
     def read_recommendations(triggering_asset_events=None) -> dict:
-        from recsys_tasks import results_db
+        from recsys_tasks import db
         from recsys_tasks.airflow_adapter import config_for
+        from recsys_tasks.storage.deployment import Deployment
 
         published_by = [e.source_run_id for events in (triggering_asset_events or {}).values() for e in events]
         config = config_for({})  # the deployment's results database (RECSYS_DB_URL or connection recsys_db)
-        engine = results_db.make_engine(config.db_url)
-        try:
-            view = results_db.read_current(engine, results_db.Tables.from_config(config))
-        finally:
-            engine.dispose()
+        with Deployment(config) as deployment:
+            view = db.read_current(deployment.engine, deployment.tables)
         shown = sorted(view["run_id"].unique())
         log.info(
             "recommendations_current shows run %s (model %s): %d rows for %d users; triggered by the publish of %s",

@@ -28,13 +28,12 @@ The run table (`recsys_runs`) says where each run got to and why it stopped.
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import Asset, dag, task
 
 from recsys_tasks.airflow_adapter import (
     GPU_POOL,
     GPU_QUEUE,
+    SOURCE_ASSET,
     call,
     dag_settings,
     ingest_tasks,
@@ -45,7 +44,6 @@ from recsys_tasks.airflow_adapter import (
 # Declared by name and URI in every DAG that publishes or reads it: downstream DAGs live in
 # other repositories and refer to the Asset the same way.
 RECOMMENDATIONS = Asset(name="recommendations_current", uri="recsys://recommendations/current")
-SOURCE_ASSET = os.environ.get("RECSYS_SOURCE_ASSET", "").strip()
 
 
 @dag(

@@ -1,7 +1,7 @@
 """The operators' console inside the Airflow UI: the nightly runs, quality over time, the
 model registry (promote, roll back) and a user's published list, at `/recsys/` on the API
 server and as "Recsys" in the UI's navigation. The pages live in the `recsys_console` package
-beside this file; what they show comes from `recsys_tasks.console`.
+beside this file; what they show comes from `recsys_tasks.ops.console`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Ranking metrics as small pure functions over the rank of each user's held-out item.
+"""Ranking metrics as small pure functions over the rank of each user's held-out item, and the
+names of the figures the project reports.
 
 `ranks` are 0-based positions of the target in the user's full ranking (0 = first place).
 Every metric averages over users; with one relevant item per user, HR@K equals Recall@K.
@@ -8,6 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+# The one name of the quality figure the project selects by: the best fine-tuning epoch, the
+# benchmark's headline, the gate's comparison, reports and the console all read it (through
+# the `selection_metric` setting, whose default this is).
+SELECTION_METRIC = "NDCG@10"
+HEADLINE_METRICS = ("HR@10", "NDCG@10")  # what one-line summaries show
+REPORTED_METRICS = ("HR@10", "NDCG@10", "MRR", "coverage@10")  # the evaluation report's table and plot
 
 
 def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:

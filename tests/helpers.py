@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from recsys_tasks import results_db
+from recsys_tasks import db as results_db
 
 
 def _datasets_dir() -> Path:

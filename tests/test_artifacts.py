@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from recsys_tasks import artifacts
-from recsys_tasks.artifacts import ArtifactStore, ArtifactStoreError, run_key
 from recsys_tasks.errors import ArtifactNotFoundError
+from recsys_tasks.storage import artifacts
+from recsys_tasks.storage.artifacts import ArtifactStore, ArtifactStoreError
+from recsys_tasks.storage.layout import run_key
 
 
 def _s3_store(endpoint, tmp_path):

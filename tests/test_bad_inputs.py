@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 
 from helpers import read_view, run_record
-from recsys_tasks import airflow_adapter, cli
+from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.ops import cli
 
 TINY = {"epochs": 4, "pretrain_epochs": 1, "top_k": 5, "num_shards": 2}
 

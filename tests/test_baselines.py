@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from recsys_tasks.evaluation import ease_scorer, evaluate, item_knn_scorer, popularity_scorer
-from recsys_tasks.prepare import build_sequences, item_popularity, leave_one_out
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.scoring.evaluation import ease_scorer, evaluate, item_knn_scorer, popularity_scorer
 
 
 @pytest.fixture(scope="module")

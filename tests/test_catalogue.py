@@ -5,11 +5,11 @@ import pytest
 
 from helpers import DATASETS, read_companion, read_view
 from recsys_tasks import airflow_adapter
-from recsys_tasks.catalogue import check_catalogue, read_catalogue
 from recsys_tasks.config import config_from_env
+from recsys_tasks.data.catalogue import check_catalogue, read_catalogue
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.errors import DataValidationError, SourceError
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
 
 TINY = {"epochs": 2, "pretrain_epochs": 1, "top_k": 10, "num_shards": 2, "gate_min_lift": -0.9}
 
@@ -96,7 +96,7 @@ def test_a_cap_keeps_the_best_n_of_a_group_and_the_next_items_fill_the_list():
     import numpy as np
     import torch
 
-    from recsys_tasks.inference import capped
+    from recsys_tasks.scoring.inference import capped
 
     scores = torch.tensor([[9.0, 8.0, 7.0, 6.0, 5.0], [9.0, 8.0, 7.0, 6.0, 5.0]])
     groups = np.array([[0, 0, 0, 1, -1], [2, -1, 2, -1, 2]])
@@ -106,7 +106,7 @@ def test_a_cap_keeps_the_best_n_of_a_group_and_the_next_items_fill_the_list():
 
 
 def test_excluded_attribute_values_and_a_diversity_cap_hold_in_every_list(recsys_home, airflow_db):
-    from recsys_tasks.synthetic import generate_catalogue
+    from recsys_tasks.data.synthetic import generate_catalogue
 
     spec = SyntheticSpec(users=400, items=100, topics=5, seed=12)
     config = config_from_env()

@@ -35,7 +35,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import POSTGRES_URL
 
-from recsys_tasks.artifacts import run_key
+from recsys_tasks.storage.layout import run_key
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,7 +65,7 @@ def hostname() -> str:
 ''',
     "recsys_worker_celery.py": '''from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 
-CELERY_CONFIG = {**DEFAULT_CELERY_CONFIG, "imports": ["recsys_tasks.stages", "great_expectations"]}
+CELERY_CONFIG = {**DEFAULT_CELERY_CONFIG, "imports": ["recsys_tasks.pipeline", "great_expectations"]}
 ''',
 }
 WORKER_ENV = {

@@ -10,18 +10,18 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks.artifacts import ArtifactStore
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.stages.ingest import LAST_GOOD_PROFILE
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.validation import profile
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.validation import profile
+from recsys_tasks.pipeline.ingest import LAST_GOOD_PROFILE
+from recsys_tasks.storage.artifacts import ArtifactStore
 
 PASSWORD = "Pw-n0t-in-any-log-7731"
 
 
 def recsys(*args, env, timeout=600):
     return subprocess.run(
-        [sys.executable, "-m", "recsys_tasks.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "recsys_tasks.ops.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 

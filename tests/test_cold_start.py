@@ -6,9 +6,9 @@ import pytest
 from helpers import read_companion, read_view
 from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
-from recsys_tasks.content import cold_item_vectors, tfidf_svd_vectors
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_catalogue, generate_interactions
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_catalogue, generate_interactions
+from recsys_tasks.scoring.content import cold_item_vectors, tfidf_svd_vectors
 
 SPEC = SyntheticSpec(users=1500, items=150, topics=6, seed=21)
 
@@ -73,7 +73,7 @@ def test_a_local_hugging_face_model_encodes_text_without_any_download(tmp_path, 
     """A tiny BERT built here, saved to a folder, loaded by the real code path (offline)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    from recsys_tasks.content import text_vectors
+    from recsys_tasks.scoring.content import text_vectors
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "garden", "kitchen", "product", "red", "shoe"]
     (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from recsys_tasks.companions import similar, trending
+from recsys_tasks.scoring.companions import similar, trending
 
 
 def test_trending_counts_the_recent_window_and_skips_blocked_items():

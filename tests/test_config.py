@@ -1,6 +1,7 @@
 import pytest
 
-from recsys_tasks.config import config_from_env, sql_identifier, with_params
+from recsys_tasks.config import config_from_env, with_params
+from recsys_tasks.db import sql_identifier
 from recsys_tasks.errors import ConfigError
 
 

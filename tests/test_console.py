@@ -6,10 +6,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import console, registry, results_db
-from recsys_tasks.artifacts import run_key
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
 from recsys_tasks.errors import ArtifactNotFoundError, RecsysError
+from recsys_tasks.ops import console
+from recsys_tasks.storage import registry
+from recsys_tasks.storage.layout import run_key
 
 GOOD, BAD = "scheduled__2026-11-20T02:00:00+00:00", "scheduled__2026-11-21T02:00:00+00:00"
 REASON = ("NDCG@10 0.1000 <= floor 0.2000 set by the strongest baseline, ease 0.2000 (required lift +0%; also "
@@ -111,7 +113,7 @@ def test_quality_per_run_oldest_first_and_its_chart(dep):
 
 
 def test_outcomes_rows_and_their_chart_come_from_the_outcomes_table(dep):
-    from recsys_tasks import outcomes
+    from recsys_tasks.scoring import outcomes
 
     assert console.outcomes(dep) == {"rows": [], "history": []}
     lists = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "rank": [1, 2, 1, 2], "item_id": ["x", "y", "x", "z"],
@@ -120,7 +122,7 @@ def test_outcomes_rows_and_their_chart_come_from_the_outcomes_table(dep):
     for run, stamp in ((GOOD, "2026-11-20"), (BAD, "2026-11-21")):
         rows = outcomes.score_lists(lists, events, {}, catalogue_items=10).assign(
             run_id=run, published_run_id="published-run", scored_at=pd.Timestamp(stamp, tz="UTC").to_pydatetime())
-        outcomes.write_outcomes(dep.engine, dep.tables, rows)
+        results_db.write_outcomes(dep.engine, dep.tables, rows)
     found = console.outcomes(dep)
     assert [r["run_id"] for r in found["history"]] == [GOOD, BAD]  # oldest first
     assert found["history"][0]["scores"] == {"model": 1.0, "control": 0.0}

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 from test_publish_atomicity import big_run, snapshot
 
-from recsys_tasks import results_db, stages
+from recsys_tasks import db as results_db
+from recsys_tasks import pipeline as stages
 from recsys_tasks.config import config_from_env
 
 

@@ -3,9 +3,9 @@
 import dataclasses
 
 from recsys_tasks.config import config_from_env
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.stages import RunContext, evaluate, extract, finetune, prepare, pretrain, validate
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.pipeline import RunContext, evaluate, extract, finetune, prepare, pretrain, validate
 
 
 def test_pretrain_and_finetune_in_two_ddp_processes(recsys_home):

@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import airflow_adapter, results_db
-from recsys_tasks.artifacts import run_key
+from recsys_tasks import airflow_adapter
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.erasure import ERASED, forget_users, id_pattern, scrub_html, scrub_json, without_users
-from recsys_tasks.prepare import Sequences, build_sequences
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.prepare import Sequences, build_sequences
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.ops.erasure import ERASED, forget_users, id_pattern, scrub_html, scrub_json, without_users
+from recsys_tasks.storage.layout import run_key
 
 GONE = "erase-me-7f3a"  # cannot occur by accident in anything the pipeline writes
 

@@ -3,8 +3,8 @@
 import pandas as pd
 
 from recsys_tasks.config import config_from_env, parse_event_weights, with_params
-from recsys_tasks.prepare import Sequences, build_sequences
-from recsys_tasks.stages import RunContext, prepare
+from recsys_tasks.data.prepare import Sequences, build_sequences
+from recsys_tasks.pipeline import RunContext, prepare
 
 
 def events(rows):

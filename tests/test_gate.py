@@ -3,10 +3,11 @@
 import pytest
 
 from helpers import read_view, run_record
-from recsys_tasks import airflow_adapter, stages
+from recsys_tasks import airflow_adapter
+from recsys_tasks import pipeline as stages
 from recsys_tasks.config import config_from_env, with_params
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 
 
 def evaluation(model, popularity, **others):

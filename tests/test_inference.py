@@ -2,10 +2,10 @@ import numpy as np
 import torch
 
 from recsys_tasks.config import ModelConfig
-from recsys_tasks.evaluation import model_scorer
-from recsys_tasks.inference import embedding_scorer, top_k_for_users
-from recsys_tasks.model import SequenceEncoder
-from recsys_tasks.prepare import Sequences
+from recsys_tasks.data.prepare import Sequences
+from recsys_tasks.learning.model import SequenceEncoder
+from recsys_tasks.scoring.evaluation import model_scorer
+from recsys_tasks.scoring.inference import embedding_scorer, top_k_for_users
 
 
 def test_short_histories_get_popular_unseen_items_flagged_as_fallback():

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from recsys_tasks.evaluation import popularity_scorer, target_ranks
+from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.metrics import catalogue_metrics, hit_rate_at_k, list_overlap, mrr, ndcg_at_k, ranking_metrics
-from recsys_tasks.prepare import Sequences
+from recsys_tasks.scoring.evaluation import popularity_scorer, target_ranks
 
 
 def test_hit_rate_counts_targets_inside_the_cutoff():
@@ -80,9 +80,9 @@ def test_users_are_ranked_in_batches_of_similar_length_and_answered_in_their_own
     """Evaluation batches users by history length and cuts each batch to its longest history:
     every user's rank is what scoring that user alone at max_len gives, in the order asked."""
     from recsys_tasks.config import ModelConfig
-    from recsys_tasks.evaluation import model_scorer
-    from recsys_tasks.model import SequenceEncoder
-    from recsys_tasks.prepare import left_padded_windows
+    from recsys_tasks.data.prepare import left_padded_windows
+    from recsys_tasks.learning.model import SequenceEncoder
+    from recsys_tasks.scoring.evaluation import model_scorer
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 15, size=40)  # some longer than max_len 8

@@ -10,9 +10,9 @@ import pytest
 from helpers import run_record
 from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
-from recsys_tasks.notify import AlertTargets, notify_failure
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.pipeline.notify import AlertTargets, notify_failure
 
 
 class Webhook(BaseHTTPRequestHandler):
@@ -103,7 +103,7 @@ def test_an_unreachable_receiver_is_logged_and_credentials_are_masked(receivers,
     assert reached == []
     assert "could not deliver" in caplog.text
 
-    reached = notify_failure(AlertTargets.from_env(__import__("os").environ), {"run_id": "r", "reason": "postgresql://app:hunter22@db/x"})
+    reached = notify_failure(AlertTargets.from_env(), {"run_id": "r", "reason": "postgresql://app:hunter22@db/x"})
     assert reached == ["webhook", "smtp"]
     assert "hunter22" not in json.dumps(Webhook.received) + json.dumps(Smtp.messages)
     assert "postgresql://app:***@db/x" in Webhook.received[-1]["reason"]

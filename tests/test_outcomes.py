@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import airflow_adapter, outcomes
+from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.scoring import outcomes
 
 TINY = {"epochs": 3, "pretrain_epochs": 1, "top_k": 10, "num_shards": 2, "holdout_fraction": 0.2}
 
@@ -130,11 +131,11 @@ def test_two_nights_outcomes_match_a_hand_count_and_the_holdout_is_stable(two_ni
     assert model_row["uplift_low"] <= model_row["uplift"] <= model_row["uplift_high"]
 
     # the operator's view of the same rows
-    cli = subprocess.run([sys.executable, "-m", "recsys_tasks.cli", "outcomes", "--run-id", second, "--json"],
+    cli = subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", "outcomes", "--run-id", second, "--json"],
                          capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     shown = {(r["strategy"], r["variant"]): r for r in json.loads(cli.stdout)}
     assert shown[("all", "model")]["hit_users"] == expected["model"][1]
-    table = subprocess.run([sys.executable, "-m", "recsys_tasks.cli", "outcomes"], capture_output=True, text=True, timeout=120)
+    table = subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", "outcomes"], capture_output=True, text=True, timeout=120)
     print(table.stdout)
     assert table.returncode == 0 and "uplift of the model over control" in table.stdout, table.stdout + table.stderr

@@ -82,7 +82,7 @@ def test_the_attribute_objective_without_attributes_is_a_config_error(recsys_hom
 
 def test_cli_refuses_a_bad_param_in_one_line_before_starting_airflow(recsys_home):
     result = subprocess.run(
-        [sys.executable, "-m", "recsys_tasks.cli", "run", "--param", "split=random"],
+        [sys.executable, "-m", "recsys_tasks.ops.cli", "run", "--param", "split=random"],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
@@ -101,6 +101,6 @@ def test_every_task_and_run_has_a_time_limit(airflow_db):
 
 def test_init_db_creates_the_schema_once_for_the_deployment(recsys_home):
     env = {**__import__("os").environ, "RECSYS_DB_URL": f"sqlite:///{recsys_home / 'r.db'}"}
-    result = subprocess.run([sys.executable, "-m", "recsys_tasks.cli", "init-db"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", "init-db"], capture_output=True, text=True,
                             timeout=120, env=env)
     assert result.returncode == 0 and "results schema is current" in result.stdout

@@ -5,12 +5,13 @@ import pytest
 import sqlalchemy as sa
 
 from helpers import read_view, run_record
-from recsys_tasks import airflow_adapter, results_db
-from recsys_tasks.artifacts import run_key
+from recsys_tasks import airflow_adapter
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.prepare import build_sequences
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.prepare import build_sequences
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.storage.layout import run_key
 
 TINY = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3}
 
@@ -73,8 +74,8 @@ def test_bad_data_fails_validation_and_keeps_the_published_run(seeded, recsys_ho
 
 
 def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(seeded):
-    from recsys_tasks import registry
-    from recsys_tasks.artifacts import ArtifactStore
+    from recsys_tasks.storage import registry
+    from recsys_tasks.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(seeded.artifact_root)
     first = airflow_adapter.run_dag("recsys_nightly", TINY)
@@ -118,8 +119,8 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
 
 
 def test_fine_tuning_can_start_from_the_production_model(seeded):
-    from recsys_tasks import registry
-    from recsys_tasks.artifacts import ArtifactStore
+    from recsys_tasks.storage import registry
+    from recsys_tasks.storage.artifacts import ArtifactStore
 
     store = ArtifactStore(seeded.artifact_root)
     airflow_adapter.run_dag("recsys_nightly", TINY)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import results_db
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
 
 
@@ -80,7 +80,7 @@ WRITER = textwrap.dedent(
     import sys, dataclasses
     sys.path.insert(0, {tests!r})
     from test_publish_atomicity import big_run
-    from recsys_tasks import results_db
+    from recsys_tasks import db as results_db
     from recsys_tasks.config import config_from_env
     config = dataclasses.replace(config_from_env({{}}), db_url={url!r})
     engine = results_db.make_engine(config.db_url)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from test_publish_atomicity import big_run, snapshot
 
-from recsys_tasks import results_db
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
 from recsys_tasks.errors import StalePublishError
 

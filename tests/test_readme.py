@@ -75,7 +75,7 @@ def shrink(command: str, used: set[int], **paths: str) -> str:
 
 def write_tiny_benchmark(folder: Path) -> None:
     """A small sequence file in the S3-Rec format, with attributes: same shape as Beauty.txt."""
-    from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+    from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 
     frame = generate_interactions(SyntheticSpec(users=150, items=60, topics=4, seed=5))
     frame["user"] = frame["user_id"].str[1:].astype(int) + 1

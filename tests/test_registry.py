@@ -3,9 +3,9 @@
 import boto3
 import pytest
 
-from recsys_tasks import registry
-from recsys_tasks.artifacts import ArtifactStore
 from recsys_tasks.errors import ArtifactNotFoundError, RecsysError
+from recsys_tasks.storage import registry
+from recsys_tasks.storage.artifacts import ArtifactStore
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from recsys_tasks import results_db
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
 
 
@@ -126,7 +126,7 @@ def test_run_table_records_status_and_metrics(db):
 
 def test_sql_scripts_split_on_semicolons_but_keep_do_blocks():
     script = "CREATE TABLE a (x int);\nDO $$\nBEGIN\n  PERFORM 1; PERFORM 2;\nEND\n$$;\nGRANT SELECT ON a TO r;"
-    assert results_db._statements(script) == [
+    assert results_db.statements(script) == [
         "CREATE TABLE a (x int)", "DO $$\nBEGIN\n  PERFORM 1; PERFORM 2;\nEND\n$$", "GRANT SELECT ON a TO r",
     ]
 

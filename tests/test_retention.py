@@ -7,13 +7,16 @@ import pandas as pd
 import pytest
 
 from helpers import run_record
-from recsys_tasks import airflow_adapter, registry, results_db
-from recsys_tasks.artifacts import ArtifactStore, run_key
+from recsys_tasks import airflow_adapter
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.retention import apply_retention, prune_runs, runs_to_keep
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.stages.learn import model_version_for
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.pipeline.learn import model_version_for
+from recsys_tasks.storage import registry
+from recsys_tasks.storage.artifacts import ArtifactStore
+from recsys_tasks.storage.layout import run_key
+from recsys_tasks.storage.retention import apply_retention, prune_runs, runs_to_keep
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ import uuid
 import boto3
 import sqlalchemy as sa
 
-from recsys_tasks.sources import write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.sources import write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 
 PASSWORD = "Zz-secret-4815162342"
 
@@ -30,7 +30,7 @@ def test_no_password_in_logs_output_reader_tables_or_artifacts(tmp_path, postgre
     )
 
     def recsys(*args):
-        return subprocess.run([sys.executable, "-m", "recsys_tasks.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", *args], capture_output=True, text=True,
                               timeout=600, env=env)
 
     published = recsys("run", "--param", "epochs=6", "--param", "pretrain_epochs=1", "--param", "num_shards=2")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys_tasks.softmax import catalogue_cross_entropy, chunk_rows
+from recsys_tasks.learning.softmax import catalogue_cross_entropy, chunk_rows
 
 
 def reference(hidden, weight, targets, scale=None):

@@ -7,9 +7,9 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from recsys_tasks.columns import ALIASES, CANONICAL_COLUMNS, normalise
+from recsys_tasks.data.columns import ALIASES, CANONICAL_COLUMNS, normalise
+from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions
 from recsys_tasks.errors import SourceError
-from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions
 
 ROWS = {
     "user_id": ["u1", "u2", "u1"],
@@ -94,7 +94,7 @@ def test_an_explicit_mapping_beats_canonical_names_and_settles_ambiguity(tmp_pat
 
 def test_the_mapping_is_reported_in_attrs_and_logged(tmp_path, caplog):
     log_with({"user_id": "customer_id", "value": "rating"}).to_csv(tmp_path / "events.csv", index=False)
-    with caplog.at_level(logging.INFO, logger="recsys_tasks.sources"):
+    with caplog.at_level(logging.INFO, logger="recsys_tasks.data.sources"):
         frame = read_interactions(str(tmp_path / "events.csv"))
     assert frame.attrs["column_mapping"] == {"user_id": "customer_id", "value": "rating"}
     assert "user_id <- customer_id" in caplog.text and "value <- rating" in caplog.text

@@ -6,9 +6,9 @@ import time
 from helpers import read_view
 from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.errors import SourceError, SourceNotLandedError
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
 
 
 def test_a_missing_file_folder_or_table_is_not_landed_yet_and_retryable(tmp_path):

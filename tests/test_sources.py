@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from helpers import DATASETS
+from recsys_tasks.data.formats import detect_format
+from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.errors import SourceError
-from recsys_tasks.formats import detect_format
-from recsys_tasks.sources import SourceOptions, parse_column_map, read_interactions, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
 
 LOG = generate_interactions(SyntheticSpec(users=30, items=25, topics=3, seed=2))
 
@@ -113,7 +113,7 @@ def test_benchmark_datasets_load_with_published_statistics(name, users, items, i
 
 
 def test_item_attributes_json_and_csv(tmp_path):
-    from recsys_tasks.sources import read_item_attributes
+    from recsys_tasks.data.sources import read_item_attributes
 
     beauty = read_item_attributes(str(DATASETS / "Beauty_item2attributes.json"))
     assert beauty["item_id"].nunique() == 12_101 and set(beauty.columns) == {"item_id", "attribute"}

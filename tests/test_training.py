@@ -14,20 +14,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsys_tasks.bench import BENCH_TRAIN, NIGHTLY_PRETRAINING, pretraining_names, run_benchmark
 from recsys_tasks.config import ModelConfig, PipelineConfig, TrainConfig, config_from_env
-from recsys_tasks.distributed import target_name
+from recsys_tasks.data.prepare import build_sequences, leave_one_out
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.errors import ArtifactError
-from recsys_tasks.fit import FINETUNE, fit
-from recsys_tasks.model import PAD, SequenceEncoder
-from recsys_tasks.objective_registry import make_objective
-from recsys_tasks.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem
-from recsys_tasks.prepare import build_sequences, leave_one_out
-from recsys_tasks.sources import read_interactions, write_interactions
-from recsys_tasks.stages import RunContext
-from recsys_tasks.stages.learn import checkpoints_for, finetune, load_torch, pretrain, save_torch
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.training import length_buckets
+from recsys_tasks.learning.distributed import target_name
+from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.learning.model import PAD, SequenceEncoder
+from recsys_tasks.learning.objective_registry import make_objective
+from recsys_tasks.learning.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem
+from recsys_tasks.learning.training import length_buckets
+from recsys_tasks.ops.bench import BENCH_TRAIN, NIGHTLY_PRETRAINING, pretraining_names, run_benchmark
+from recsys_tasks.pipeline import RunContext
+from recsys_tasks.pipeline.learn import checkpoints_for, finetune, load_torch, pretrain, save_torch
 
 # --- the loss weighs positions, not batches ---------------------------------------------------
 
@@ -232,10 +232,10 @@ def test_the_benchmark_runs_the_nightly_pretraining_unless_told_otherwise():
 
 
 def test_the_distributed_launcher_knows_no_stage():
-    code = "import json, sys, recsys_tasks.distributed; print(json.dumps([m for m in sys.modules if 'stages' in m]))"
+    code = "import json, sys, recsys_tasks.learning.distributed; print(json.dumps([m for m in sys.modules if 'stages' in m]))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(loaded) == []
-    assert target_name(fit) == "recsys_tasks.fit:fit"
+    assert target_name(fit) == "recsys_tasks.learning.fit:fit"
     with pytest.raises(ValueError, match="module-level"):
         target_name(lambda: None)
 

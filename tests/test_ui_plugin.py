@@ -33,10 +33,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from helpers import stop_process_group
-from recsys_tasks import registry, results_db
-from recsys_tasks.artifacts import ArtifactStore
+from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.sources import read_interactions, write_interactions
+from recsys_tasks.data.sources import read_interactions, write_interactions
+from recsys_tasks.storage import registry
+from recsys_tasks.storage.artifacts import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
 # the README's screenshots are refreshed with RECSYS_SCREENSHOTS=docs/screenshots; a plain run

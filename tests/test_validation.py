@@ -2,10 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys_tasks.data.sources import read_interactions, to_canonical, write_interactions
+from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.data.validation import validate_interactions
 from recsys_tasks.errors import SourceError
-from recsys_tasks.sources import read_interactions, to_canonical, write_interactions
-from recsys_tasks.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.validation import validate_interactions
 
 GOOD = generate_interactions(SyntheticSpec(users=50, items=40, topics=4, seed=1))
 
@@ -73,7 +73,7 @@ def test_sources_round_trip(tmp_path, target):
 
 
 def test_vocabulary_keeps_known_tokens_and_appends_new_items():
-    from recsys_tasks.prepare import build_sequences
+    from recsys_tasks.data.prepare import build_sequences
 
     first = build_sequences(GOOD)
     later = GOOD.assign(item_id=GOOD["item_id"].where(GOOD.index % 5 != 0, "brand-new"))
@@ -83,7 +83,7 @@ def test_vocabulary_keeps_known_tokens_and_appends_new_items():
 
 
 def test_k_core_and_dedup_policy():
-    from recsys_tasks.prepare import build_sequences
+    from recsys_tasks.data.prepare import build_sequences
 
     frame = pd.DataFrame(
         {
@@ -101,7 +101,7 @@ def test_k_core_and_dedup_policy():
 
 
 def test_time_based_split_evaluates_only_recent_users():
-    from recsys_tasks.prepare import build_sequences, leave_one_out
+    from recsys_tasks.data.prepare import build_sequences, leave_one_out
 
     seqs = build_sequences(GOOD)
     everyone = leave_one_out(seqs)

@@ -1,6 +1,6 @@
 """The console's FastAPI app, mounted by the plugin under `/recsys` on Airflow's API server.
 
-Server-rendered pages over `recsys_tasks.console`: Runs, one run, Quality, Models (promote,
+Server-rendered pages over `recsys_tasks.ops.console`: Runs, one run, Quality, Models (promote,
 roll back), Look-up; plus a run's Data Docs and report plot from the artifact store. Every
 route asks Airflow's auth manager first (see access.py). The deployment is found the way the
 DAGs find it: the environment (`RECSYS_DB_URL`, `RECSYS_ARTIFACT_ROOT`, `RECSYS_HOME`...), then
@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recsys_console.access import Changer, Reader, may_change, role_of
 
 if TYPE_CHECKING:
-    from recsys_tasks.console import Deployment
+    from recsys_tasks.ops.console import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def deployment() -> Deployment:
     """One Deployment per API-server process, resolved as a DAG run resolves it (environment,
     then the `recsys_db` connection); a changed connection needs an API-server restart."""
     from recsys_tasks import airflow_adapter
-    from recsys_tasks.console import Deployment
+    from recsys_tasks.ops.console import Deployment
 
     return Deployment(airflow_adapter.config_for({}))
 
@@ -64,7 +64,7 @@ def deployment() -> Deployment:
 def page(request: Request, name: str, user: Any, tab: str, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(
         request, name, {"base": request.scope.get("root_path", ""), "user": user.get_name(), "role": role_of(user),
-                        "tab": tab, **context},
+                        "tab": tab, "metric": deployment().config.selection_metric, **context},
     )
 
 
@@ -83,14 +83,14 @@ async def http_error(request: Request, error: StarletteHTTPException) -> Respons
 
 @app.get("/", response_class=HTMLResponse)
 def runs_page(request: Request, user: Reader) -> HTMLResponse:
-    from recsys_tasks import console
+    from recsys_tasks.ops import console
 
     return page(request, "runs.html", user, "runs", runs=console.runs(deployment()))
 
 
 @app.get("/run", response_class=HTMLResponse)
 def run_page(request: Request, user: Reader, run_id: str) -> HTMLResponse:
-    from recsys_tasks import console
+    from recsys_tasks.ops import console
 
     run = console.run_detail(deployment(), run_id)
     if run is None:
@@ -100,8 +100,8 @@ def run_page(request: Request, user: Reader, run_id: str) -> HTMLResponse:
 
 @app.get("/runs/{key}/{path:path}")
 def run_artifact(user: Reader, key: str, path: str) -> Response:
-    from recsys_tasks import console
     from recsys_tasks.errors import ArtifactNotFoundError
+    from recsys_tasks.ops import console
 
     try:
         body = console.run_artifact(deployment(), key, path)
@@ -112,17 +112,17 @@ def run_artifact(user: Reader, key: str, path: str) -> Response:
 
 @app.get("/quality", response_class=HTMLResponse)
 def quality_page(request: Request, user: Reader) -> HTMLResponse:
-    from recsys_tasks import console
+    from recsys_tasks.ops import console
 
     history = console.quality(deployment())
     realised = console.outcomes(deployment())
-    return page(request, "quality.html", user, "quality", history=history, chart=console.quality_svg(history),
+    return page(request, "quality.html", user, "quality", history=history, chart=console.quality_svg(history, deployment().config.selection_metric),
                 series=console.SERIES, outcomes=realised, outcomes_chart=console.outcomes_svg(realised["history"]))
 
 
 @app.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, user: Reader, notice: str | None = None) -> HTMLResponse:
-    from recsys_tasks import console
+    from recsys_tasks.ops import console
 
     return page(request, "models.html", user, "models", registry=console.models(deployment()),
                 may_change=may_change(user), notice=notice)
@@ -143,8 +143,8 @@ def _changed(request: Request, pointer: dict[str, Any], what: str) -> RedirectRe
 @app.post("/models/promote")
 def promote(request: Request, user: Changer, version: Annotated[str, Form()],
             confirm: Annotated[str | None, Form()] = None) -> Response:
-    from recsys_tasks import console
     from recsys_tasks.errors import RecsysError
+    from recsys_tasks.ops import console
 
     _confirmed(confirm)
     try:
@@ -156,8 +156,8 @@ def promote(request: Request, user: Changer, version: Annotated[str, Form()],
 
 @app.post("/models/rollback")
 def rollback(request: Request, user: Changer, confirm: Annotated[str | None, Form()] = None) -> Response:
-    from recsys_tasks import console
     from recsys_tasks.errors import RecsysError
+    from recsys_tasks.ops import console
 
     _confirmed(confirm)
     try:
@@ -169,7 +169,7 @@ def rollback(request: Request, user: Changer, confirm: Annotated[str | None, For
 
 @app.get("/lookup", response_class=HTMLResponse)
 def lookup_page(request: Request, user: Reader, user_id: str = "", item_id: str = "") -> HTMLResponse:
-    from recsys_tasks import console
+    from recsys_tasks.ops import console
 
     dep = deployment()
     found = console.user_lookup(dep, user_id.strip()) if user_id.strip() else None

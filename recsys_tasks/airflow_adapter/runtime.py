@@ -1,0 +1,155 @@
+"""The run-time side of the adapter: a task's Airflow context becomes a plain `RunContext`,
+stage errors map onto Airflow's retry semantics, task failures are recorded and notified, and
+`recsys run` runs a DAG in-process."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from recsys_tasks.config import PipelineConfig, config_from_env, environment, with_params
+from recsys_tasks.errors import RecsysError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _connection_db_url() -> str | None:
+    """The `recsys_db` Airflow connection, when one is defined, as a SQLAlchemy URL.
+
+    Inside a task the Task SDK resolves it; outside one (the `recsys` CLI) Airflow's own
+    secrets backends do, so the CLI reads and writes the same database as the DAG."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        uri = Connection.get("recsys_db").get_uri()
+    except AirflowNotFoundException:
+        uri = _metastore_connection_uri("recsys_db")
+    if uri is None:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if uri.startswith(prefix):
+            return "postgresql+psycopg://" + uri[len(prefix) :]
+    return uri
+
+
+def _metastore_connection_uri(conn_id: str) -> str | None:
+    """A connection stored in the metadata database, read the way the `airflow` CLI does."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.models import Connection
+
+    try:
+        return Connection.get_connection_from_secrets(conn_id).get_uri()
+    except AirflowNotFoundException:
+        return None
+    except Exception as exc:  # no metadata database here (e.g. a worker that may not reach it)
+        log.debug("could not look up connection %s in the metadata database: %s", conn_id, exc)
+        return None
+
+
+def config_for(params: dict[str, Any]) -> PipelineConfig:
+    """The run's config: environment, then the `recsys_db` connection (when RECSYS_DB_URL is
+    unset), then the params. Raises ConfigError for a bad param. Every password in it is
+    registered with Airflow's secrets masker, so task logs (tracebacks included) show ***."""
+    config = config_from_env()
+    if not environment.is_set("RECSYS_DB_URL") and (db_url := _connection_db_url()):
+        config = dataclasses.replace(config, db_url=db_url)
+    config = with_params(config, params)
+    _mask_passwords(config.db_url, config.source_uri, config.items_uri)
+    return config
+
+
+def _mask_passwords(*urls: str | None) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from airflow.sdk.log import mask_secret
+
+    for url in urls:
+        if url and "://" in url and (password := urlsplit(url).password):
+            mask_secret(password)
+            mask_secret(unquote(password))
+
+
+def call(stage: str, *args: Any, **kwargs: Any) -> Any:
+    """Run stage `stage` of `recsys_tasks.pipeline` for the current task's run, timed.
+
+    Errors another attempt cannot fix (a bad param, bad data) fail the task at once."""
+    from airflow.sdk import get_current_context
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from recsys_tasks import pipeline as stages
+
+    context = get_current_context()
+    map_index = getattr(context["ti"], "map_index", -1)
+    label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
+    try:
+        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+        with run.timed(label):
+            return getattr(stages, stage)(run, *args, **kwargs)
+    except RecsysError as exc:
+        if not exc.retryable:
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+def on_task_failure(context: dict[str, Any]) -> None:
+    """Task failure callback (after the last attempt): the run table says the run failed and
+    why, and the operator's webhook / mailbox is told when one is configured."""
+    from recsys_tasks import pipeline as stages
+    from recsys_tasks.pipeline.notify import AlertTargets, notify_failure
+
+    exc = context.get("exception")
+    ti = context["task_instance"]
+    reason = f"task {ti.task_id} failed: {exc}"
+    try:
+        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+        stages.mark_failed(run, reason)
+    except Exception:  # a failing callback must not hide the task's own error
+        log.exception("could not record the failure of task %s", ti.task_id)
+    targets = AlertTargets.from_env()
+    if targets:
+        event = {
+            "dag_id": ti.dag_id, "run_id": context["run_id"], "task_id": ti.task_id,
+            "try_number": getattr(ti, "try_number", None), "reason": str(exc), "log_url": getattr(ti, "log_url", None),
+        }
+        reached = notify_failure(targets, event)
+        log.info("failure notification sent to: %s", ", ".join(reached) or "nobody (delivery failed)")
+
+
+def prepare_environment() -> None:
+    """Embedded defaults for in-process runs: Airflow home and DAGs inside the project."""
+    home = environment.recsys_home()
+    environment.set_default("RECSYS_HOME", str(home))
+    environment.set_default("AIRFLOW_HOME", str(home / "airflow"))
+    environment.set_default("AIRFLOW__CORE__DAGS_FOLDER", str(REPO_ROOT / "dags"))
+    environment.set_default("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import conf
+
+    bag = DagBag(dag_folder=conf.get("core", "dags_folder"))
+    if bag.import_errors:
+        raise RecsysError(f"DAG import errors: {bag.import_errors}")
+    if dag_id not in bag.dags:
+        raise RecsysError(f"no DAG {dag_id!r} in {conf.get('core', 'dags_folder')}")
+    return bag.dags[dag_id]
+
+
+def run_dag(dag_id: str, run_conf: dict[str, Any]) -> dict[str, Any]:
+    """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome.
+    `run_conf` holds typed params (see `config.typed_params`): Airflow checks them against
+    the DAG's param schema, where `"20"` is not an integer."""
+    prepare_environment()
+    from airflow.utils.db import upgradedb
+
+    upgradedb()  # idempotent; a few seconds when the schema is current
+    dag = load_dag(dag_id)
+    dag_run = dag.test(run_conf=run_conf)
+    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()}
+    return {"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": states}

@@ -1,0 +1,134 @@
+"""The deployment's environment: the one module of the library that reads `os.environ`.
+
+Deployment-level settings (where data comes from, where results and artifacts go, how tasks
+retry, where alerts go) are RECSYS_* variables; run-level ones are params (`params.py`).
+
+| variable | what it sets |
+| --- | --- |
+| RECSYS_HOME | folder of the embedded default's databases and artifacts (default ./var) |
+| RECSYS_SOURCE_URI, RECSYS_SOURCE_FORMAT, RECSYS_SOURCE_COLUMNS, RECSYS_ITEMS_URI | the source |
+| RECSYS_DB_URL, RECSYS_ARTIFACT_ROOT | the results database and the artifact root |
+| RECSYS_S3_ENDPOINT_URL (or AWS_ENDPOINT_URL) | an S3-compatible endpoint such as MinIO |
+| RECSYS_TASK_RETRIES, RECSYS_RETRY_DELAY_S, RECSYS_TASK_TIMEOUT_MIN, RECSYS_RUN_TIMEOUT_H | retries and timeouts |
+| RECSYS_GPU_QUEUE, RECSYS_GPU_POOL | where the training tasks run |
+| RECSYS_SOURCE_ASSET | the nightly runs when this Asset is updated, instead of at 02:00 |
+| RECSYS_ALERT_WEBHOOK, RECSYS_ALERT_SMTP | where failure notices go |
+| RECSYS_TEXT_ENCODER | a local sentence-encoder folder for new items' text |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys_tasks.config.settings import PipelineConfig
+
+WORKER_FLAG = "RECSYS_DISTRIBUTED_WORKER"  # set in training processes, so a stage does not launch again
+
+
+def get(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def is_set(name: str) -> bool:
+    return name in os.environ
+
+
+def set_default(name: str, value: str) -> None:
+    os.environ.setdefault(name, value)
+
+
+def snapshot() -> dict[str, str]:
+    """A copy of the whole environment (for a child process)."""
+    return dict(os.environ)
+
+
+def recsys_home() -> Path:
+    """Folder holding the embedded default's databases and artifacts."""
+    return Path(os.environ.get("RECSYS_HOME", Path.cwd() / "var")).resolve()
+
+
+def default_config() -> PipelineConfig:
+    """The embedded default: SQLite source and results, a local artifact folder."""
+    home = recsys_home()
+    db_url = f"sqlite:///{home / 'recsys.db'}"
+    return PipelineConfig(source_uri=f"{db_url}?table=interactions", db_url=db_url, artifact_root=str(home / "artifacts"))
+
+
+def config_from_env(environ: Mapping[str, str] | None = None) -> PipelineConfig:
+    env = os.environ if environ is None else environ
+    overrides = {
+        "source_uri": env.get("RECSYS_SOURCE_URI"),
+        "db_url": env.get("RECSYS_DB_URL"),
+        "artifact_root": env.get("RECSYS_ARTIFACT_ROOT"),
+        "source_format": env.get("RECSYS_SOURCE_FORMAT"),
+        "source_columns": env.get("RECSYS_SOURCE_COLUMNS"),
+        "items_uri": env.get("RECSYS_ITEMS_URI"),
+    }
+    return dataclasses.replace(default_config(), **{k: v for k, v in overrides.items() if v})
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    """How the DAGs run their tasks."""
+
+    task_retries: int = 2
+    retry_delay_s: int = 120
+    # a task hung on a lock or a dead mount fails (and retries) instead of holding the run for ever
+    task_timeout_min: float = 240.0
+    # a nightly run that has not finished by the next night's start is failed, not left running
+    run_timeout_h: float = 20.0
+    gpu_queue: str = "default"  # "gpu" in docker-compose
+    gpu_pool: str = "default_pool"  # "gpu" in docker-compose
+    source_asset: str = ""  # schedule the nightly on this Asset's updates instead of the clock
+
+    @classmethod
+    def from_env(cls) -> Orchestration:
+        read = {
+            "task_retries": ("RECSYS_TASK_RETRIES", int), "retry_delay_s": ("RECSYS_RETRY_DELAY_S", int),
+            "task_timeout_min": ("RECSYS_TASK_TIMEOUT_MIN", float), "run_timeout_h": ("RECSYS_RUN_TIMEOUT_H", float),
+            "gpu_queue": ("RECSYS_GPU_QUEUE", str), "gpu_pool": ("RECSYS_GPU_POOL", str),
+            "source_asset": ("RECSYS_SOURCE_ASSET", str),
+        }
+        values = {name: kind(os.environ[var].strip()) for name, (var, kind) in read.items() if os.environ.get(var, "").strip()}
+        return cls(**values)
+
+
+def alert_targets() -> tuple[str | None, str | None]:
+    """(webhook URL, SMTP URL) failure notices go to; None where unset."""
+    return os.environ.get("RECSYS_ALERT_WEBHOOK") or None, os.environ.get("RECSYS_ALERT_SMTP") or None
+
+
+def s3_endpoint_url() -> str | None:
+    return os.environ.get("RECSYS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def text_encoder_path() -> str:
+    return os.environ.get("RECSYS_TEXT_ENCODER", "").strip()
+
+
+def offline_hub() -> None:
+    """Hugging Face libraries never download: models are read from disk."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def local_rank() -> int | None:
+    """This process's GPU index under torch's distributed launcher, None outside it."""
+    return int(os.environ["LOCAL_RANK"]) if "LOCAL_RANK" in os.environ else None
+
+
+def process_rank() -> str:
+    return os.environ.get("RANK", "?")
+
+
+def is_distributed_worker() -> bool:
+    return os.environ.get(WORKER_FLAG) == "1"
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment of launched training processes: marked as workers, one thread each unless set."""
+    return {**os.environ, WORKER_FLAG: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

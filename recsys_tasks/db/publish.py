@@ -1,0 +1,272 @@
+"""The atomic publish readers rely on, and the retirement of old runs.
+
+Publishing a run switches the pointer row behind `recommendations_current` to it in one
+commit; a crash or a kill before COMMIT leaves the previous run in place, and re-publishing
+the same run replaces its rows. Runs beyond the retention limit are then dropped, in a
+transaction of their own.
+
+PostgreSQL: the results table is partitioned by run. A run is COPYed into a staging table of
+its own, indexed, and attached as its partition in a commit of its own just before the switch
+(why: `publish_recommendations`); retiring a run drops its partition. MVCC lets readers keep
+reading the old run until the switch commits.
+SQLite: batched INSERTs in the switch transaction; WAL lets readers keep reading meanwhile.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+
+from recsys_tasks.db.runs import pointer_run
+from recsys_tasks.db.schema import apply_schema
+from recsys_tasks.db.tables import (
+    ADDED_COLUMNS,
+    FALLBACK_COLUMNS,
+    RESULT_COLUMNS,
+    SIMILAR_COLUMNS,
+    Tables,
+    is_postgres,
+    utcnow,
+)
+from recsys_tasks.errors import StalePublishError
+
+log = logging.getLogger(__name__)
+
+PUBLISH_LOCK_TIMEOUT = "30s"  # the switch transaction waits at most this long for another publisher
+RETIRE_LOCK_TIMEOUT = "500ms"  # dropping a retired run's partition queues readers behind it: keep it short
+
+
+def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000,
+               columns: tuple[str, ...] = RESULT_COLUMNS) -> None:
+    """Bulk-load on PostgreSQL with COPY (psycopg 3), fed CSV made by Arrow in chunks."""
+    cursor = conn.connection.driver_connection.cursor()
+    frame = rows[list(columns)]
+    # one publish has one generated_at: format it once rather than once per row
+    stamps = frame["generated_at"].unique()
+    if len(stamps) == 1:
+        frame = frame.assign(generated_at=pd.Timestamp(stamps[0]).isoformat())
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+        for lo in range(0, len(frame), chunk):
+            buffer = io.BytesIO()  # Arrow's C++ CSV writer: several times faster than pandas' for this
+            pa_csv.write_csv(pa.Table.from_pandas(frame.iloc[lo : lo + chunk], preserve_index=False), buffer, options)
+            copy.write(buffer.getvalue())
+
+
+def _ddl(conn: sa.Connection, statement: str) -> None:
+    conn.exec_driver_sql(statement.replace("%", "%%"))  # the driver would read % in a run id as a placeholder
+
+
+def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame]) -> int:
+    """PostgreSQL: COPY the run into a staging table of its own, index it, and attach it as the
+    run's partition (replacing the partition of an earlier publish of the same run).
+
+    Everything up to the attach touches only the staging table, so readers are never blocked
+    by the load; the attach itself is a catalogue change (the CHECK constraint spares it a scan).
+    """
+    partition = tables.partition(run_id)
+    staging = f"{partition}_load"
+    literal = "'" + run_id.replace("'", "''") + "'"
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": partition})
+    _ddl(conn, f"DROP TABLE IF EXISTS {staging}")
+    _ddl(conn, f"CREATE TABLE {staging} (LIKE {tables.results} INCLUDING DEFAULTS, CHECK (run_id = {literal}))")
+    written = 0
+    for rows in parts:  # one shard in memory at a time
+        _copy_rows(conn, staging, rows)
+        written += len(rows)
+    _ddl(conn, f"ALTER TABLE {staging} ADD PRIMARY KEY (run_id, user_id, rank)")  # one sort, not 20M inserts
+    _ddl(conn, f"DROP TABLE IF EXISTS {partition}")
+    # rows of this run in a pre-partitioning table (the DEFAULT partition), if there is one
+    conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+    _ddl(conn, f"ALTER TABLE {staging} RENAME TO {partition}")
+    _ddl(conn, f"ALTER TABLE {tables.results} ATTACH PARTITION {partition} FOR VALUES IN ({literal})")
+    return written
+
+
+def _insert_rows(conn: sa.Connection, table: str, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000,
+                 columns: tuple[str, ...] = RESULT_COLUMNS) -> int:
+    """Replace the run's rows of `table` with batched INSERTs (inside the switch transaction)."""
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
+    statement = sa.text(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+    ).bindparams(sa.bindparam("generated_at", type_=sa.DateTime(timezone=True)))
+    written = 0
+    for rows in parts:
+        records = rows[list(columns)].to_dict("records")
+        for lo in range(0, len(records), chunk):
+            conn.execute(statement, records[lo : lo + chunk])
+        written += len(records)
+    return written
+
+
+def _take_publisher_lock(conn: sa.Connection, tables: Tables) -> None:
+    """One publisher at a time per reader view, across processes, DAGs and machines: held
+    until the switch transaction ends. PostgreSQL: an advisory lock (bounded by lock_timeout);
+    SQLite: the database's write lock, taken by a write before anything is read."""
+    if is_postgres(conn):
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{PUBLISH_LOCK_TIMEOUT}'")
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"recsys publish {tables.view}"})
+    else:
+        conn.execute(sa.text(f"DELETE FROM {tables.pointer} WHERE 0 = 1"))
+
+
+def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | None:
+    """The run readers see now, when it started after `run_id` did (so must not be replaced)."""
+    current = pointer_run(conn, tables)
+    if current is None or current == run_id:
+        return None
+    started = dict(conn.execute(
+        sa.text(f"SELECT run_id, started_at FROM {tables.runs} WHERE run_id IN (:a, :b)"), {"a": current, "b": run_id}
+    ).all())
+    mine, theirs = str(started.get(run_id) or ""), str(started.get(current) or "")
+    return current if mine and theirs and theirs > mine else None
+
+
+def _write_companions(conn: sa.Connection, tables: Tables, run_id: str, companions: dict[str, pd.DataFrame],
+                      now: datetime) -> dict[str, int]:
+    """The run's fallback list and similar items (scoring.companions), inside the switch transaction."""
+    written = {}
+    for name, table, columns in (("fallback", tables.fallback, FALLBACK_COLUMNS), ("similar", tables.similar, SIMILAR_COLUMNS)):
+        frame = companions.get(name)
+        if frame is None:
+            continue
+        frame = frame.assign(run_id=run_id, generated_at=now)
+        columns = ("run_id", *columns, "generated_at")
+        if is_postgres(conn):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
+            _copy_rows(conn, table, frame, columns=columns)
+        else:
+            _insert_rows(conn, table, run_id, [frame], columns=columns)
+        written[name] = len(frame)
+    return written
+
+
+def publish_recommendations(
+    engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int,
+    on_switch: Callable[[], None] | None = None, companions: dict[str, pd.DataFrame] | None = None,
+) -> dict[str, Any]:
+    """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
+    time) and switch readers to it in one commit (PostgreSQL: the run's partition is attached
+    in a commit before, invisible until then); then retire old runs.
+
+    Publishers are serialised (`_take_publisher_lock`); a run never replaces one that started
+    after it (StalePublishError). `on_switch` (e.g. promoting the model in the registry) runs
+    under the same lock just before COMMIT: if it fails, readers keep the previous run.
+    `companions` ("fallback", "similar": companions.py frames) are written in the switch
+    transaction, so their views change run in the same commit as the users' lists."""
+    apply_schema(engine, tables)
+    postgres = is_postgres(engine)
+    now = utcnow()
+
+    def stamped(parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            part = part.assign(run_id=run_id, generated_at=now)
+            defaults = {c: "model" for c in ADDED_COLUMNS if c not in part}
+            yield part.assign(**defaults) if defaults else part
+
+    parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)
+
+    def refuse_if_stale(conn: sa.Connection) -> None:
+        if newer := _newer_run_shown(conn, tables, run_id):
+            raise StalePublishError(
+                f"run {run_id} not published: readers already see run {newer}, which started after it"
+            )
+
+    if postgres:
+        # The partition is attached and committed before the switch, never in the same commit:
+        # a reader's statement may be planned (partition list read) before a commit and run on
+        # a snapshot taken after it; had the attach and the pointer switch committed together,
+        # such a statement would follow the new pointer to a partition its plan lacks, and see
+        # no rows at all. The attached partition stays invisible until the pointer names it.
+        with engine.begin() as conn:
+            refuse_if_stale(conn)
+            written = _load_partition(conn, tables, run_id, parts)
+    with engine.begin() as conn:
+        _take_publisher_lock(conn, tables)
+        try:
+            refuse_if_stale(conn)
+        except StalePublishError:
+            if postgres:
+                _drop_unshown_partition(engine, tables, run_id)
+            raise
+        if not postgres:
+            written = _insert_rows(conn, tables.results, run_id, parts)
+        extras = _write_companions(conn, tables, run_id, companions or {}, now)
+        switch = sa.text(
+            f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
+            "ON CONFLICT (view_name) DO UPDATE SET run_id = excluded.run_id, switched_at = excluded.switched_at"
+        ).bindparams(sa.bindparam("t", type_=sa.DateTime(timezone=True)))
+        conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
+        if on_switch is not None:
+            on_switch()
+    log.info("published %d rows of run %s; readers of %s now see it", written, run_id, tables.view)
+    # after the switch, in a transaction of its own: dropping a partition queues readers behind
+    # it, so it waits at most RETIRE_LOCK_TIMEOUT and otherwise leaves it to the next publish
+    try:
+        with engine.begin() as conn:
+            if postgres:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{RETIRE_LOCK_TIMEOUT}'")
+            retired = _retire_old_runs(conn, tables, run_id, retain_runs)
+    except sa.exc.OperationalError as error:
+        log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
+        retired = []
+    return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired,
+            **{f"{name}_rows": n for name, n in extras.items()}}
+
+
+def _drop_unshown_partition(engine: sa.Engine, tables: Tables, run_id: str) -> None:
+    """A stale run's partition, loaded but never shown, is dropped (the next publish would retire it anyway)."""
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{RETIRE_LOCK_TIMEOUT}'")
+            _ddl(conn, f"DROP TABLE IF EXISTS {tables.partition(run_id)}")
+    except sa.exc.OperationalError as error:
+        log.warning("the partition of stale run %s stays until the next publish retires it: %s", run_id, error.orig)
+
+
+def _runs_present(conn: sa.Connection, tables: Tables) -> dict[str, str | None]:
+    """Runs with rows in the results table -> their partition (PostgreSQL), or None where the
+    rows share a table with other runs (SQLite, or PostgreSQL's pre-partitioning DEFAULT)."""
+    if not is_postgres(conn):
+        return dict.fromkeys(conn.execute(sa.text(f"SELECT DISTINCT run_id FROM {tables.results}")).scalars())
+    present: dict[str, str | None] = {}
+    children = conn.execute(
+        sa.text(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+            "JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(:t)"
+        ),
+        {"t": tables.results},
+    ).all()
+    for name, bound in children:
+        if bound == "DEFAULT":
+            for run_id in conn.execute(sa.text(f"SELECT DISTINCT run_id FROM {name}")).scalars():
+                present.setdefault(run_id, None)
+        elif match := re.fullmatch(r"FOR VALUES IN \('(.*)'\)", bound, re.DOTALL):
+            present[match.group(1).replace("''", "'")] = name
+    return present
+
+
+def _retire_old_runs(conn: sa.Connection, tables: Tables, current: str, retain_runs: int) -> list[str]:
+    """Drop the rows of runs beyond the newest `retain_runs` (the current one always stays)."""
+    present = _runs_present(conn, tables)
+    published = dict(conn.execute(sa.text(f"SELECT run_id, published_at FROM {tables.runs}")).all())
+    newest_first = sorted(present, key=lambda r: (str(published.get(r) or ""), r), reverse=True)
+    keep = {current, *[r for r in newest_first if r != current][: max(retain_runs - 1, 0)]}
+    retired = [r for r in newest_first if r not in keep]
+    for run_id in retired:
+        if present[run_id] is not None:
+            _ddl(conn, f"DROP TABLE {present[run_id]}")
+        else:
+            conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
+        for table in (tables.fallback, tables.similar):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
+    return retired

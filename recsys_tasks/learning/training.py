@@ -1,0 +1,353 @@
+"""One training loop for pretraining and fine-tuning; the objective decides what is learned.
+
+Straight loop: shuffle, batch, loss, step; progress (loss, sequences/s, ETA) goes to the
+log once per epoch. With a `validate` callback it keeps the best state on validation and
+stops early after `patience` epochs without improvement. Batches hold rows of similar length,
+cut to their longest row (the speed), and about the same number of target positions each, and
+every objective weighs each position alike whatever batch it lands in (the quality; see
+`length_buckets` and `objectives.PositionWeights`).
+
+Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read back with
+torch's weights-only loader: a planted or altered file is refused (`ArtifactError`), never run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import logging
+import pickle
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from recsys_tasks.config import WARM_START, TrainConfig, environment
+from recsys_tasks.data.prepare import token_map
+from recsys_tasks.errors import ArtifactError
+from recsys_tasks.learning.model import PAD, SequenceEncoder
+from recsys_tasks.learning.objectives import Objective, PositionWeights
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto": CUDA when present (this process's GPU under the distributed launcher), else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and (rank := environment.local_rank()) is not None:
+        return torch.device("cuda", rank)
+    return torch.device(name)
+
+
+def process_group() -> tuple[int, int]:
+    """(rank, world size) of this process under torch's distributed launcher; (0, 1) alone."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def processes_for(config: TrainConfig) -> int:
+    """How many training processes to launch: as configured, else one per GPU when there are several."""
+    if config.processes:
+        return config.processes
+    gpus = torch.cuda.device_count() if config.device in ("auto", "cuda") else 0
+    return gpus if gpus > 1 else 1
+
+
+class Replicated(DistributedDataParallel):
+    """DDP that still answers the encoder's own attributes (`item_logits`, `n_items`...), so
+    objectives take it wherever they take the encoder."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where a training run keeps its state between epochs (a file, an S3 object...)."""
+
+    save: Callable[[dict], None]
+    load: Callable[[], dict | None]
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int = 0
+    best_epoch: int = 0
+    best_score: float | None = None
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, seconds, cpu_seconds, seq_per_s, val
+    seconds: float = 0.0
+
+
+# (lengths, batch size, rng, unit) -> row indices of each batch; unit as `Objective.unit`
+Batching = Callable[[torch.Tensor, int, torch.Generator, str], list[torch.Tensor]]
+
+
+def length_buckets(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, unit: str = "position",
+) -> list[torch.Tensor]:
+    """Batches of rows of similar length, in random order, each holding about as many of the
+    objective's units as `batch_size` average rows: target positions (more short rows in a
+    batch, fewer long ones) or, for per-sequence objectives, rows.
+
+    Most histories are far shorter than max_len: a batch of similar lengths is cut to its
+    longest row instead of paying for max_len positions (the speed). Counting positions rather
+    than rows keeps every step's loss a sum over about as many positions, so Adam takes steps
+    of one size and each position weighs the same (with 256 rows a batch, batches of two-item
+    histories held 1/25 of the positions of fifty-item ones, and a mean per batch weighed users).
+    """
+    shuffled = torch.randperm(len(lengths), generator=generator)
+    by_length = shuffled[torch.argsort(lengths[shuffled], stable=True)]  # (U,) shortest first
+    # (U,) units of each row: its next-item targets, or 1
+    units = (lengths[by_length] - 1).clamp(min=1) if unit == "position" else torch.ones_like(by_length)
+    budget = batch_size * float(units.float().mean())
+    before = torch.cumsum(units, 0) - units  # (U,) units of the rows before each row
+    sizes = torch.bincount((before.double() / budget).long())  # rows per batch; 0 where one row spans a budget
+    batches = [b for b in torch.split(by_length, sizes.tolist()) if len(b)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+
+def random_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, unit: str = "position",
+) -> list[torch.Tensor]:
+    """`batch_size` rows drawn at random (any unit): each batch is as long as its longest row, usually max_len."""
+    return list(torch.split(torch.randperm(len(lengths), generator=generator), batch_size))
+
+
+BATCHINGS: dict[str, Batching] = {"length_buckets": length_buckets, "random": random_batches}
+
+
+class WeightAverage:
+    """An exponential moving average of the model's floating-point state, updated after every
+    step (decay 0: off, every call a no-op). Validation and the kept state use the average."""
+
+    def __init__(self, model: SequenceEncoder, decay: float, saved: dict | None = None):
+        self.model, self.decay = model, decay
+        live = model.state_dict()  # tensors sharing the parameters' storage, updated in place
+        self.names = [k for k, v in live.items() if v.is_floating_point()] if decay > 0 else []
+        self.live = [live[k] for k in self.names]
+        self.average = [saved[k].to(v.device) for k, v in zip(self.names, self.live, strict=True)] if saved else [v.detach().clone() for v in self.live]
+
+    def update(self) -> None:
+        if self.names:
+            torch._foreach_lerp_(self.average, self.live, 1.0 - self.decay)
+
+    def state(self) -> dict[str, torch.Tensor] | None:
+        return dict(zip(self.names, self.average, strict=True)) if self.names else None
+
+    def apply(self) -> None:
+        """Put the average into the model for good."""
+        if self.names:
+            self.model.load_state_dict(self.state(), strict=False)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The average in the model inside the block, the trained weights back after it."""
+        if not self.names:
+            yield
+            return
+        trained = [v.clone() for v in self.live]
+        self.apply()
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(dict(zip(self.names, trained, strict=True)), strict=False)
+
+
+def train(
+    model: SequenceEncoder,
+    objective: Objective,
+    sequences: np.ndarray,
+    config: TrainConfig,
+    epochs: int,
+    validate: Callable[[SequenceEncoder], float] | None = None,
+    checkpoints: Checkpoints | None = None,
+    batches: Batching = length_buckets,
+    event_weights: np.ndarray | None = None,
+    observe: Callable[[SequenceEncoder], dict[str, float]] | None = None,
+) -> TrainResult:
+    """sequences (U, T + 1): left-padded training windows, one row per user; `event_weights`
+    (U, T + 1), aligned with them, what each item weighs as a next-item target (None: 1).
+    `observe`: called after each epoch's validation with the model as validated; what it returns
+    is added to the epoch's history and never chooses anything (the benchmark's test trace).
+
+    `batches` cuts an epoch into batches of row indices: `length_buckets` (the default) or
+    `random_batches` (the slower comparison it is benchmarked against).
+
+    With `checkpoints`, the training state is saved after every epoch and a restarted task
+    picks up after the last saved epoch, with the same random streams as an unbroken run.
+    Under torch's distributed launcher each process trains on its share of every epoch's
+    batches and DDP averages the gradients; only rank 0 logs and saves.
+    """
+    device = resolve_device(config.device)
+    rank, world = process_group()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + rank)  # masks and augmentations differ per rank
+    model.to(device)
+    net = model if world == 1 else Replicated(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # objectives with parameters of their own (attribute heads) train alongside the encoder
+    extra = list(objective.parameters()) if isinstance(objective, torch.nn.Module) else []
+    if isinstance(objective, torch.nn.Module):
+        objective.to(device)
+    optimizer = torch.optim.Adam([*model.parameters(), *extra], lr=config.lr, weight_decay=config.weight_decay)
+    usable = (sequences != PAD).sum(1) >= 2  # a row needs an input and a target
+    rows = torch.as_tensor(sequences[usable])
+    row_weights = torch.as_tensor(event_weights[usable], dtype=torch.float32) if event_weights is not None else None
+    lengths = (rows != PAD).sum(1)  # (U,)
+    weights = PositionWeights(batch_size=config.batch_size, mean_length=float(lengths.float().mean()))
+    result = TrainResult()
+    best_state = None
+    stale = 0
+    first_epoch = 1
+    saved = checkpoints.load() if checkpoints else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        if extra:
+            objective.load_state_dict(saved["objective"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        result, best_state, stale = TrainResult(**saved["result"]), saved["best_state"], saved["stale"]
+        first_epoch = result.epochs_run + 1
+        log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
+    average = WeightAverage(model, config.ema_decay, saved.get("ema") if saved else None)
+    if world > 1 and rank == 0:
+        log.info("%s: %d processes (DDP, %s backend)", objective.name, world, dist.get_backend())
+    started = time.perf_counter() - result.seconds
+    for epoch in range(first_epoch, epochs + 1):
+        model.train()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        total, steps = 0.0, 0
+        if world == 1:
+            order = batches(lengths, config.batch_size, generator, objective.unit)
+        else:  # every rank cuts the epoch the same way, then takes every world-th batch
+            shared = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+            order = batches(lengths, config.batch_size, shared, objective.unit)
+            order = order[rank : len(order) - len(order) % world : world]
+        for index in order:
+            width = int(lengths[index].max())
+            window = rows[index][:, -width:]  # (b, L) trimmed to the longest row
+            batch_weights = weights if row_weights is None else dataclasses.replace(weights, events=row_weights[index][:, -width:])
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss = objective.loss(net, window, generator, batch_weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            average.update()
+            total += loss.item()
+            steps += 1
+        seconds = time.perf_counter() - tick
+        entry = {
+            "epoch": epoch, "loss": total / max(steps, 1), "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - cpu_tick, 3),  # the work done, on a busy machine too
+            "seq_per_s": len(rows) / max(seconds, 1e-9),
+        }
+        if validate is not None:
+            model.eval()
+            with average.applied():
+                entry["val"] = validate(model)
+                if result.best_score is None or entry["val"] > result.best_score:
+                    result.best_score, result.best_epoch, stale = entry["val"], epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    stale += 1
+                entry["seconds_with_validation"] = round(time.perf_counter() - tick, 3)
+                if observe is not None:
+                    watched = time.perf_counter()
+                    entry.update(observe(model))
+                    started += time.perf_counter() - watched  # observing is not training time
+        result.history.append(entry)
+        result.epochs_run = epoch
+        eta = seconds * (epochs - epoch)
+        val = f" val={entry['val']:.4f}" if "val" in entry else ""
+        if rank == 0:
+            log.info(
+                "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
+                objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
+            )
+        if checkpoints and rank == 0:
+            result.seconds = time.perf_counter() - started
+            checkpoints.save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "objective": objective.state_dict() if extra else None,
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "result": dataclasses.asdict(result), "best_state": best_state, "stale": stale,
+                "ema": average.state(),
+            })
+        if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
+            log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        average.apply()  # no validation (pretraining): the averaged weights are the result
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    """A checkpoint (tensors, numbers, strings, lists and dicts only) as bytes."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def read_checkpoint(data: bytes, where: str) -> dict[str, Any]:
+    """The inverse of `checkpoint_bytes`, through torch's weights-only unpickler: a file holding
+    anything else (code to run, objects of other classes) or cut short raises ArtifactError."""
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # a class or callable outside the allowed plain types
+        # torch names what it refused ("unsupported GLOBAL posix.system") amid advice to drop weights_only
+        refused = next((line for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line), "")
+        raise ArtifactError(
+            f"{where} holds objects other than tensors, numbers, strings, lists and dicts, so it was not "
+            f"written by this pipeline or was altered; it was refused and nothing in it ran ({refused[:200]}). "
+            f"Delete it and retrain, or restore the original."
+        ) from exc
+    except (RuntimeError, EOFError, KeyError, ValueError) as exc:  # torch's errors for cut or foreign bytes
+        raise ArtifactError(f"{where} is not a readable checkpoint (truncated or not a torch file): {exc!s:.300}") from exc
+    if not isinstance(payload, dict):
+        raise ArtifactError(f"{where} holds a {type(payload).__name__}, not a checkpoint dict")
+    return payload
+
+
+def warm_start(
+    model: SequenceEncoder, encoder: dict, item_ids: list[str], encoder_item_ids: list[str], transfer: str = "all",
+) -> int:
+    """Copy a pretrained encoder into `model`, matching item embeddings by source item id.
+
+    The catalogue may have grown since pretraining: known items keep their pretrained row,
+    new items keep their fresh initialisation. `transfer="embeddings"` takes the item and
+    position embeddings only and leaves the Transformer blocks fresh. Returns how many items
+    were matched.
+    """
+    if transfer not in WARM_START:
+        raise ValueError(f"unknown warm-start transfer {transfer!r}: one of {', '.join(WARM_START)}")
+    state = dict(encoder["state_dict"])
+    pretrained = state.pop("item_embedding.weight")
+    if transfer == "embeddings":
+        state = {k: v for k, v in state.items() if k.startswith("position_embedding.")}
+    model.load_state_dict(state, strict=False)
+    to_encoder = token_map(item_ids, encoder_item_ids)
+    matched = [(token, int(to_encoder[token])) for token in np.flatnonzero(to_encoder)]
+    with torch.no_grad():
+        weight = model.item_embedding.weight
+        if matched:
+            new, old = (torch.as_tensor(x) for x in zip(*matched, strict=True))
+            weight[new] = pretrained[old].to(weight.device)
+        weight[model.mask_token] = pretrained[-1].to(weight.device)  # the [MASK] token is last
+    return len(matched)

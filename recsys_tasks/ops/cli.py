@@ -1,0 +1,306 @@
+"""`recsys`: the operator's command line (demo data, runs, validation, reports)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from recsys_tasks import db
+from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, typed_params
+from recsys_tasks.errors import RecsysError
+from recsys_tasks.redact import redact
+
+if TYPE_CHECKING:
+    from recsys_tasks.storage.deployment import Deployment
+
+log = logging.getLogger("recsys_tasks.ops.cli")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    """`--param key=value` pairs as typed values (`top_k=20` -> 20); bad ones raise ConfigError."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise RecsysError(f"--param takes key=value, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return typed_params(params)
+
+
+def _config(params: dict[str, Any] | None = None, results_db: bool = True) -> PipelineConfig:
+    """The config a DAG run would resolve: environment, the `recsys_db` connection (when the
+    command uses the results database), params."""
+    from recsys_tasks.config import config_from_env, environment, with_params
+
+    if not results_db or environment.is_set("RECSYS_DB_URL"):  # no need to start Airflow to look up a connection
+        return with_params(config_from_env(), params or {})
+    from recsys_tasks import airflow_adapter
+
+    airflow_adapter.prepare_environment()
+    return airflow_adapter.config_for(params or {})
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from recsys_tasks.data.sources import write_interactions
+    from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+
+    frame = generate_interactions(SyntheticSpec(users=args.users, items=args.items, seed=args.seed))
+    write_interactions(frame, args.out)
+    print(
+        f"wrote {len(frame)} interactions ({frame['user_id'].nunique()} users, "
+        f"{frame['item_id'].nunique()} items) to {args.out}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from recsys_tasks import airflow_adapter
+    from recsys_tasks.ops.report import render_report, run_summary, summary_line
+
+    params = _parse_params(args.param)
+    config = _config(params)  # fails on bad params before Airflow starts a run
+    outcome = airflow_adapter.run_dag(args.dag_id, params)
+    print()
+    print(render_report(config, outcome["run_id"]))
+    summary = run_summary(config, outcome["run_id"])
+    print(summary_line({**summary, "dag_run_state": outcome["state"]}))
+    failed = sorted(t for t, s in outcome["tasks"].items() if s in {"failed", "upstream_failed"})
+    if outcome["state"] == "success" and summary["status"] in {"published", "rejected"}:
+        if summary["status"] == "rejected":
+            print(f"run {outcome['run_id']}: candidate rejected by the gate, readers keep the previous run: "
+                  f"{summary['message']}", file=sys.stderr)
+            return 3
+        return 0
+    reason = summary.get("message") or (f"failed tasks: {', '.join(failed)}" if failed else f"DAG run {outcome['state']}")
+    print(f"error: run {outcome['run_id']} ended {summary['status']}: {reason}", file=sys.stderr)
+    return 1
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from recsys_tasks.pipeline.ingest import check_interactions, discard_data_docs, read_source
+    from recsys_tasks.storage.artifacts import ArtifactStore
+
+    config = _config({**_parse_params(args.param), "source_uri": args.source}, results_db=False)
+    frame = read_source(config)
+    report = check_interactions(config, ArtifactStore(config.artifact_root), frame, frame.attrs.get("column_mapping"))
+    discard_data_docs(report.data_docs_dir)
+    print(report.summary())
+    if args.report:
+        with open(args.report, "w") as handle:
+            json.dump(report.to_dict(), handle, indent=2, default=str)
+        print(f"report: {args.report}")
+    return 0 if report.passed else 2
+
+
+def _deployment() -> Deployment:
+    """The deployment's handle, as a DAG run would resolve it (close it after use)."""
+    from recsys_tasks.storage.deployment import Deployment
+
+    return Deployment(_config())
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from recsys_tasks.ops.report import render_report
+
+    with _deployment() as dep:
+        if args.run_id and (not dep.has_runs() or db.get_run(dep.engine, dep.tables, args.run_id) is None):
+            raise RecsysError(f"no run {args.run_id!r} in {redact(dep.config.db_url)}; `recsys runs` lists them")
+        run_id = args.run_id or dep.current_run()
+    if run_id is None:
+        print("nothing published yet", file=sys.stderr)
+        return 1
+    print(render_report(dep.config, run_id))
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from recsys_tasks.ops.report import runs_table
+
+    with _deployment() as dep:
+        runs = db.recent_runs(dep.engine, dep.tables, args.limit) if dep.has_runs() else []
+        current = dep.current_run()
+    if not runs:
+        print(f"no runs yet in {redact(dep.config.db_url)}")
+        return 0
+    print(runs_table(runs, current, dep.config.selection_metric))
+    return 0
+
+
+def cmd_outcomes(args: argparse.Namespace) -> int:
+    from recsys_tasks.scoring.report import outcomes_table
+
+    with _deployment() as dep:
+        rows = db.read_outcomes(dep.engine, dep.tables, args.run_id, args.limit) if dep.has(dep.tables.outcomes) else []
+    if not rows:
+        print(f"no outcomes yet in {redact(dep.config.db_url)}" + (f" for run {args.run_id}" if args.run_id else "")
+              + ": each nightly run scores the published lists against the events that came after them")
+        return 0
+    if args.json:
+        print(json.dumps(rows, default=str, indent=1))
+    else:
+        print(outcomes_table(rows))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from recsys_tasks.ops.bench import bench_command
+
+    return bench_command(args)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from recsys_tasks.storage import layout, registry
+    from recsys_tasks.storage.artifacts import ArtifactStore
+
+    config = _config(results_db=False)
+    store = ArtifactStore(config.artifact_root)
+    if args.action == "list":
+        versions = registry.list_versions(store)
+        if not versions:
+            print(f"no models under {store.uri(layout.MODELS)}")
+        metric = config.selection_metric
+        for v in versions:
+            value = v.get("metrics", {}).get("model", {}).get(metric)
+            mark = "*" if v["production"] else " "
+            score = f"{value:.4f}" if value is not None else "  -   "
+            print(f"{mark} {v['model_version']}  {metric} {score}  created {v.get('created_at', '?')}  run {v.get('run_id', '?')}")
+        return 0
+    if args.action == "show":
+        version = args.version or registry.production_version(store)
+        if version is None:
+            raise RecsysError("no production model yet; name a version")
+        print(json.dumps(registry.describe(store, version), indent=2, default=str))
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise RecsysError("promote needs a version: recsys models promote VERSION")
+        pointer = registry.promote(store, args.version, reason="promoted by hand")
+    else:
+        pointer = registry.rollback(store)
+    print(f"production is now {pointer['model_version']} ({pointer['reason']})")
+    return 0
+
+
+def cmd_init_db(args: argparse.Namespace) -> int:
+    """The deployment's schema step (docker-compose's init service runs it): tables, views and
+    the reader role, so that no task body has to change the schema."""
+    with _deployment() as dep:
+        dep.writable()
+    tables = dep.tables
+    print(f"results schema is current in {redact(dep.config.db_url)} ({tables.results}, {tables.view}, {tables.runs_public})")
+    return 0
+
+
+def cmd_forget_user(args: argparse.Namespace) -> int:
+    from recsys_tasks.ops.erasure import forget_users
+
+    outcome = forget_users(_config(), args.user_ids)
+    print(json.dumps(outcome, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="library logs (Great Expectations too) and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo-data", help="write synthetic interactions with sequential structure")
+    demo.add_argument("--users", type=int, default=5000)
+    demo.add_argument("--items", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", required=True, help="file.csv, file.parquet, or SQL URL with ?table=NAME")
+    demo.set_defaults(func=cmd_demo_data)
+
+    run = sub.add_parser("run", help="run the nightly DAG in-process through Airflow")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help=f"run-level setting; one of: {', '.join(sorted(PARAMS))}")
+    run.add_argument("--dag-id", default="recsys_nightly")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="extract and validate a source; exit 0 when it passes")
+    val.add_argument("--source", required=True)
+    val.add_argument("--report", help="also write the JSON report here")
+    val.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="validation thresholds and source settings, as for `recsys run` (e.g. min_rows=1000)")
+    val.set_defaults(func=cmd_validate)
+
+    bench = sub.add_parser("bench", help="the published full-ranking protocol on a sequence dataset")
+    bench.add_argument("--data", required=True, help="e.g. ../shared/datasets/Beauty.txt")
+    bench.add_argument("--attributes", help="item attributes JSON (for the attribute objective)")
+    bench.add_argument("--out", required=True, help="where the figures go (JSON)")
+    bench.add_argument("--pretrain", default=None,
+                       help="pretraining objectives, e.g. contrastive+attribute, or none (default: the nightly's)")
+    bench.add_argument("--pretrain-epochs", type=int, default=None, help="default: the nightly's")
+    bench.add_argument("--epochs", type=int, default=None, help="fine-tuning upper bound (default 200)")
+    bench.add_argument("--patience", type=int, default=None, help="epochs without a better validation score (default 10)")
+    bench.add_argument("--seed", type=int, default=42)
+    bench.add_argument("--seeds", help="comma-separated seeds, one run each; the output adds mean, spread and range")
+    bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change one ModelConfig or TrainConfig field for an arm, e.g. --set lr=5e-4")
+    bench.add_argument("--trace-test", type=float, metavar="NDCG", nargs="?", const=0.0572,
+                       help="also score test after every epoch (chooses nothing) and report the training minutes "
+                            "to reach this NDCG@10 (default 0.0572, the plain SASRec reference on Beauty)")
+    bench.add_argument("--warm-start", default=None, choices=WARM_START, help="what fine-tuning takes from pretraining")
+    bench.add_argument("--auxiliary", default=None, help="self-supervised objectives kept on while fine-tuning, e.g. contrastive")
+    bench.add_argument("--auxiliary-weight", type=float, default=None)
+    bench.set_defaults(func=cmd_bench)
+
+    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")
+    models.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    models.add_argument("version", nargs="?")
+    models.set_defaults(func=cmd_models)
+
+    show = sub.add_parser("show", help="report on a run (default: the one readers see)")
+    show.add_argument("--run-id")
+    show.set_defaults(func=cmd_show)
+
+    init = sub.add_parser("init-db", help="create or upgrade the results schema (once per deployment or upgrade)")
+    init.set_defaults(func=cmd_init_db)
+
+    forget = sub.add_parser("forget-user", help="erase users from published rows and every retained artifact")
+    forget.add_argument("user_ids", nargs="+", metavar="USER_ID")
+    forget.set_defaults(func=cmd_forget_user)
+
+    scored = sub.add_parser("outcomes", help="how published lists did: hit rate, NDCG, coverage per run, variant and strategy")
+    scored.add_argument("--run-id", help="the scoring run (default: recent runs)")
+    scored.add_argument("--limit", type=int, default=50, help="rows shown, newest first")
+    scored.add_argument("--json", action="store_true", help="rows as JSON")
+    scored.set_defaults(func=cmd_outcomes)
+
+    runs = sub.add_parser("runs", help="recent runs: status, model, key metrics, reason")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # `run` shows the tasks' progress; the other commands print their own result, nothing else
+    level = logging.INFO if args.verbose or args.command in {"run", "bench"} else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("recsys_tasks").setLevel(logging.DEBUG)
+    else:
+        for noisy in ("great_expectations", "airflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except RecsysError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the operator gets one line; -v shows the traceback
+        if args.verbose:
+            log.exception("unexpected failure")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {redact(first)} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""What the operators' page in the Airflow UI shows: runs, quality over time, the model
+registry, and one user's or one item's published lists.
+
+Plain data (dicts and lists) read through `db`, `registry` and the artifact store,
+plus one inline SVG chart. The Airflow plugin in `plugins/` renders it and decides who may see
+or change what; nothing here knows Airflow. Reading never writes: the page works on a
+deployment that has not run yet. The only writes are `promote` and `rollback`, which call the
+registry exactly as `recsys models promote/rollback` do.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import posixpath
+from collections import OrderedDict
+from threading import Lock
+from typing import Any
+
+import pandas as pd
+
+from recsys_tasks import db
+from recsys_tasks.data.validation import describe
+from recsys_tasks.errors import ArtifactNotFoundError
+from recsys_tasks.metrics import SELECTION_METRIC
+from recsys_tasks.redact import redact
+from recsys_tasks.scoring.report import SCORER_ORDER
+from recsys_tasks.storage import layout, registry
+from recsys_tasks.storage.deployment import Deployment
+from recsys_tasks.storage.layout import run_key
+
+SERIES = {"model": "candidate", "production": "production", "ease": "EASE", "item_knn": "item-kNN", "popularity": "popularity"}
+COLOURS = {"model": "#1f6feb", "production": "#2da44e", "ease": "#bf8700", "item_knn": "#8250df", "popularity": "#8c959f"}
+
+
+def when(value: Any) -> str:
+    """A timestamp as `2026-11-23 20:48 UTC` (SQLite hands back ISO text, PostgreSQL datetimes)."""
+    if value in (None, ""):
+        return ""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo else stamp  # the pipeline stores UTC, with or without the zone
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def reasons(text: str | None) -> list[str]:
+    """The gate's `a; b; c` split into its clauses (a `;` inside parentheses stays put)."""
+    out, depth, current = [], 0, ""
+    for char in text or "":
+        depth += (char == "(") - (char == ")")
+        if char == ";" and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [r for r in [*out, current.strip()] if r]
+
+
+def _scores(metrics: dict[str, Any], metric: str) -> dict[str, float]:
+    return {name: metrics[name][metric] for name in SERIES if metric in (metrics.get(name) or {})}
+
+
+def _churn(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    published = metrics.get("published") or {}
+    if not published.get("users"):
+        return None
+    k = published["k"]
+    return {"k": k, "churn": published[f"churn@{k}"], "overlap": published[f"overlap@{k}"], "users": published["users"]}
+
+
+def runs(dep: Deployment, limit: int = 30) -> list[dict[str, Any]]:
+    """Recent runs, newest first: status, gate verdict, the selection metric, rows published, churn."""
+    metric = dep.config.selection_metric
+    if not dep.has_runs():
+        return []
+    current = dep.current_run()
+    out = []
+    for row in db.recent_runs(dep.engine, dep.tables, limit):
+        metrics = row["metrics"] or {}
+        scores = _scores(metrics, metric)
+        baselines = {n: v for n, v in scores.items() if n not in ("model", "production")}
+        out.append({
+            "run_id": row["run_id"], "key": run_key(row["run_id"]), "status": row["status"],
+            "current": row["run_id"] == current, "started": when(row.get("started_at")),
+            "model_version": row.get("model_version"), "rows_written": row.get("rows_written"),
+            "candidate": scores.get("model"), "production": scores.get("production"),
+            "best_baseline": max(baselines.items(), key=lambda kv: kv[1]) if baselines else None,
+            "churn": _churn(metrics), "reasons": reasons(row.get("message")),
+        })
+    return out
+
+
+def run_detail(dep: Deployment, run_id: str) -> dict[str, Any] | None:
+    """Everything about one run: metrics per scorer, the gate's reasons, validation, timings."""
+    record = db.get_run(dep.engine, dep.tables, run_id) if dep.has_runs() else None
+    if record is None:
+        return None
+    key = run_key(run_id)
+    metrics = record["metrics"] or (dep.read_json(layout.run_file(key, layout.EVALUATION)) or {})
+    scorers = [n for n in SCORER_ORDER if isinstance(metrics.get(n), dict) and n != "published"]
+    gate = dep.read_json(layout.run_file(key, layout.GATE))
+    validation = dep.read_json(layout.run_file(key, layout.VALIDATION))
+    timings = db.stage_timings(dep.engine, dep.tables, run_id) if dep.has(dep.tables.stages) else []
+    longest = max((t["seconds"] or 0 for t in timings), default=0) or 1
+    return {
+        "run_id": run_id, "key": key, "status": record["status"], "current": run_id == dep.current_run(),
+        "started": when(record.get("started_at")), "updated": when(record.get("updated_at")),
+        "published": when(record.get("published_at")), "model_version": record.get("model_version"),
+        "rows_written": record.get("rows_written"), "users": record.get("users"), "items": record.get("items"),
+        "source": redact(record.get("source_uri") or ""), "message": record.get("message"),
+        "scorers": [SERIES.get(n, n) for n in scorers],
+        "metrics": [(m, [metrics[n].get(m) for n in scorers]) for m in (metrics.get("model") or {})],
+        "eval_users": metrics.get("eval_users"), "production_version": metrics.get("production_version"),
+        "churn": _churn(metrics),
+        "gate": {"blessed": gate["blessed"], "reasons": reasons(gate["reason"])} if gate else None,
+        "validation": {
+            "passed": validation["passed"], "rows": validation.get("rows"), "checks": len(validation.get("checks", [])),
+            "failures": [describe(c) for c in validation.get("failures", [])],
+            "warnings": [describe(c) for c in validation.get("warnings", [])],
+        } if validation else None,
+        "data_docs": dep.store.exists(layout.run_file(key, f"{layout.DATA_DOCS}/index.html")),
+        "report_plot": dep.store.exists(layout.run_file(key, f"{layout.REPORT}/evaluation.png")),
+        "timings": [{**t, "share": (t["seconds"] or 0) / longest} for t in timings],
+    }
+
+
+def run_artifact(dep: Deployment, key: str, path: str) -> bytes:
+    """A file of a run's Data Docs or report; nothing else of the artifact root is reachable."""
+    clean = posixpath.normpath(path)
+    if key != run_key(key) or clean.startswith(("/", "..")) or not clean.startswith(layout.SERVED):
+        raise ArtifactNotFoundError(f"not a published artifact: {layout.run_file(key, path)}")
+    return dep.store.read_bytes(layout.run_file(key, clean))
+
+
+def quality(dep: Deployment, limit: int = 60) -> list[dict[str, Any]]:
+    """The offline selection metric of every scorer, per evaluated run, oldest first."""
+    metric = dep.config.selection_metric
+    if not dep.has_runs():
+        return []
+    rows = reversed(db.recent_runs(dep.engine, dep.tables, limit))
+    return [
+        {"run_id": r["run_id"], "key": run_key(r["run_id"]), "status": r["status"], "started": when(r.get("started_at")),
+         "model_version": r.get("model_version"), "scores": _scores(r["metrics"], metric)}
+        for r in rows if (r["metrics"] or {}).get("model", {}).get(metric) is not None
+    ]
+
+
+def quality_svg(history: list[dict[str, Any]], metric: str = SELECTION_METRIC, width: int = 880, height: int = 300,
+                series: dict[str, str] = SERIES, colours: dict[str, str] = COLOURS) -> str:
+    """A line per scorer across runs; rejected candidates drawn hollow. Inline SVG, no script."""
+    if not history:
+        return ""
+    SERIES, COLOURS = series, colours  # noqa: N806 (the module's defaults, or the caller's lines)
+    left, right, top, bottom = 56, 130, 16, 40
+    names = [n for n in SERIES if any(n in h["scores"] for h in history)]
+    drawn = sorted(names, key=lambda n: n == "model")  # the candidate last, on top of any line it ties with
+    top_value = max(v for h in history for v in h["scores"].values() if v is not None) * 1.1 or 1.0
+    step = (width - left - right) / max(len(history) - 1, 1)
+
+    def x(i: int) -> float:
+        return left + (i * step if len(history) > 1 else (width - left - right) / 2)
+
+    def y(v: float) -> float:
+        return top + (height - top - bottom) * (1 - v / top_value)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{html.escape(metric)} per run">']
+    for i in range(5):
+        v = top_value * i / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+    for i in range(len(history)):
+        parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">{i + 1}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle">run (oldest first)</text>')
+    for name in drawn:
+        colour, points = COLOURS[name], [(i, h) for i, h in enumerate(history) if name in h["scores"]]
+        path = " ".join(f"{x(i):.1f},{y(h['scores'][name]):.1f}" for i, h in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for i, h in points:
+            hollow = name == "model" and h["status"] not in ("published", "blessed", "evaluated")
+            tip = html.escape(f"{SERIES[name]} {h['scores'][name]:.4f}, run {h['run_id']} ({h['status']})")
+            parts.append(f'<circle cx="{x(i):.1f}" cy="{y(h["scores"][name]):.1f}" r="4" stroke="{colour}" '
+                         f'stroke-width="2" fill="{"#fff" if hollow else colour}"><title>{tip}</title></circle>')
+    for row, name in enumerate(names):
+        colour, ly = COLOURS[name], top + 8 + row * 20
+        parts.append(f'<line x1="{width - right + 12}" x2="{width - right + 32}" y1="{ly}" y2="{ly}" stroke="{colour}" '
+                     f'stroke-width="3"/><text x="{width - right + 38}" y="{ly + 4}">{SERIES[name]}</text>')
+    return "".join([*parts, "</svg>"])
+
+
+OUTCOME_SERIES = {"model": "model's lists", "control": "control (holdout)"}
+OUTCOME_COLOURS = {"model": "#1f6feb", "control": "#8c959f"}
+
+
+def outcomes(dep: Deployment, limit: int = 200) -> dict[str, Any]:
+    """Realised outcomes of published lists (`recsys_outcomes`, newest first) and, per scoring
+    run, oldest first, the hit rate of each variant's lists: the points of the outcomes chart."""
+    from recsys_tasks.scoring import outcomes as tracked
+
+    if not dep.has(dep.tables.outcomes):
+        return {"rows": [], "history": []}
+    rows = db.read_outcomes(dep.engine, dep.tables, limit=limit)
+    history: dict[str, dict[str, Any]] = {}
+    for r in reversed(rows):
+        if r["strategy"] == tracked.ALL and r["variant"] in OUTCOME_SERIES and r["hit_rate"] is not None:
+            point = history.setdefault(r["run_id"], {"run_id": r["run_id"], "status": "published", "k": r["k"], "scores": {}})
+            point["scores"][r["variant"]] = r["hit_rate"]
+    shown = [{**r, "scored": when(r["scored_at"]), "uplift_text": _uplift(r)} for r in rows]
+    return {"rows": shown, "history": list(history.values())}
+
+
+def outcomes_svg(history: list[dict[str, Any]]) -> str:
+    return quality_svg(history, "hit rate@K", series=OUTCOME_SERIES, colours=OUTCOME_COLOURS)
+
+
+def _uplift(row: dict[str, Any]) -> str:
+    if row.get("uplift") is None or row["uplift"] != row["uplift"]:
+        return ""
+    return f"{row['uplift']:+.1%} ({row['uplift_low']:+.1%} to {row['uplift_high']:+.1%})"
+
+
+def models(dep: Deployment) -> dict[str, Any]:
+    """The registry, newest version first, with each version's lineage and its run's verdict."""
+    pointer = registry.production(dep.store)
+    status = db.run_statuses(dep.engine, dep.tables) if dep.has_runs() else {}
+    versions = []
+    for v in registry.list_versions(dep.store):
+        data = v.get("data") or {}
+        versions.append({
+            "version": v["model_version"], "production": v["production"], "created": when(v.get("created_at")),
+            "run_id": v.get("run_id"), "run_key": run_key(v["run_id"]) if v.get("run_id") else None,
+            "run_status": status.get(v.get("run_id")), "ndcg": (v.get("metrics") or {}).get("model", {}).get(dep.config.selection_metric),
+            "source": redact(v.get("source_uri") or ""), "window": (when(data.get("first_event")), when(data.get("last_event"))),
+            "users": data.get("users", v.get("users")), "items": data.get("items", v.get("items")), "events": data.get("events"),
+            "encoder": v.get("encoder"), "device": v.get("device"), "processes": v.get("training_processes"),
+            "best_epoch": v.get("best_epoch"), "code_version": v.get("code_version"),
+        })
+    history = [*(pointer or {}).get("previous", [])][::-1]
+    return {"production": pointer, "promoted": when((pointer or {}).get("promoted_at")), "history": history, "versions": versions}
+
+
+def promote(dep: Deployment, version: str, actor: str) -> dict[str, Any]:
+    """Make `version` production, as `recsys models promote VERSION` does."""
+    return registry.promote(dep.store, version, reason=f"promoted by {actor} in the Airflow UI")
+
+
+def rollback(dep: Deployment) -> dict[str, Any]:
+    """Production back to the version before it, as `recsys models rollback` does."""
+    return registry.rollback(dep.store)
+
+
+def sample_users(dep: Deployment, n: int = 6) -> list[str]:
+    return db.sample_users(dep.engine, dep.tables, n) if dep.current_run() is not None else []
+
+
+def user_lookup(dep: Deployment, user_id: str, history: int = 20) -> dict[str, Any]:
+    """A user's published list, or the run's fallback list for a user without one, read in one
+    statement (the reader query: both from one run, even while a publish switches), beside the
+    last `history` events of that user in the log of the run the list comes from."""
+    columns = ["rank", "item_id", "score", "strategy", "variant"]
+    if dep.current_run() is None:
+        return {"user_id": user_id, "run_id": None, "rows": [], "fallback": [], "history": [], "columns": []}
+    rows, run_id = db.user_list(dep.engine, dep.tables, user_id)
+    own = [r for r in rows if r["strategy"] != "fallback"]
+    fallback = [{c: r[c] for c in ("rank", "item_id", "score")} for r in rows if r["strategy"] == "fallback"]
+    return {
+        "user_id": user_id, "run_id": run_id, "columns": columns,
+        "rows": [{**{c: r[c] for c in columns}, "model_version": r["model_version"]} for r in own],
+        "model_version": own[0]["model_version"] if own else None, "fallback": fallback,
+        "history": recent_events(dep, run_key(run_id), user_id, history) if run_id else [],
+    }
+
+
+_EVENTS: OrderedDict[tuple[str, str], pd.DataFrame] = OrderedDict()  # a run's log, read once per process
+_EVENTS_LOCK = Lock()
+
+
+def _events(dep: Deployment, key: str) -> pd.DataFrame | None:
+    """The run's extracted log, sorted by user (a run's artifacts never change once written)."""
+    cache_key = (dep.config.artifact_root, key)
+    with _EVENTS_LOCK:
+        if cache_key in _EVENTS:
+            _EVENTS.move_to_end(cache_key)
+            return _EVENTS[cache_key]
+    artifact = layout.run_file(key, layout.INTERACTIONS)
+    if not dep.store.exists(artifact):
+        return None
+    frame = pd.read_parquet(io.BytesIO(dep.store.read_bytes(artifact)))
+    frame = frame[[c for c in ("user_id", "item_id", "ts", "event_type", "value") if c in frame]]
+    frame = frame.assign(user_id=frame["user_id"].astype(str)).sort_values(["user_id", "ts"], kind="stable")
+    with _EVENTS_LOCK:
+        _EVENTS[cache_key] = frame.reset_index(drop=True)
+        while len(_EVENTS) > 2:
+            _EVENTS.popitem(last=False)
+    return frame
+
+
+def recent_events(dep: Deployment, key: str, user_id: str, n: int = 20) -> list[dict[str, Any]]:
+    """The user's last `n` events in a run's log, newest first."""
+    frame = _events(dep, key)
+    if frame is None:
+        return []
+    users = frame["user_id"].to_numpy()
+    lo, hi = users.searchsorted(user_id, "left"), users.searchsorted(user_id, "right")
+    last = frame.iloc[max(lo, hi - n) : hi].iloc[::-1]
+    return [{**r, "ts": when(r["ts"])} for r in last.to_dict("records")]
+
+
+def similar_items(dep: Deployment, item_id: str, limit: int = 20) -> dict[str, Any]:
+    """An item's published neighbours, when `similar_items_current` exists."""
+    if not dep.has(dep.tables.similar_view):
+        return {"item_id": item_id, "available": False, "rows": []}
+    return {"item_id": item_id, "available": True, "rows": db.similar_items(dep.engine, dep.tables, item_id, limit)}

@@ -1,0 +1,155 @@
+"""Judging a candidate: full-ranking test metrics against baselines, then the gate."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from recsys_tasks import db
+from recsys_tasks.data.prepare import Sequences, item_popularity
+from recsys_tasks.learning.training import resolve_device
+from recsys_tasks.metrics import list_overlap
+from recsys_tasks.pipeline.context import RunContext
+from recsys_tasks.pipeline.inputs import load_data, scorer_for
+from recsys_tasks.scoring.evaluation import (
+    Scorer,
+    ease_scorer,
+    item_knn_scorer,
+    popularity_scorer,
+)
+from recsys_tasks.scoring.evaluation import evaluate as evaluate_scorer
+from recsys_tasks.scoring.inference import top_k_for_users
+from recsys_tasks.scoring.report import metrics_table, write_evaluation_report
+from recsys_tasks.storage import layout, registry
+
+log = logging.getLogger(__name__)
+
+
+def data_line(run: RunContext) -> str:
+    """What the candidate was trained on and what its events meant, for the report."""
+    if not run.store.exists(run.path(layout.PREPARED)):
+        return ""
+    p = run.store.read_json(run.path(layout.PREPARED))
+    line = (f"Trained on {p['users']} users, {p['items']} items, {p['events']} events ({p['rows_extracted']} extracted); "
+            f"repeated events: `{p.get('dedup_keep')}` kept; event weights `{p.get('event_weights')}` "
+            f"({p.get('weighted_targets', 0)} targets weigh other than 1)")
+    if p.get("min_value") is not None:
+        line += f"; {p.get('below_min_value', 0)} events below min_value {p['min_value']} not positives"
+    return line + "."
+
+
+def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
+    """Test metrics of the candidate, production (when there is one) and the baselines,
+    on the same users: each user's last item, all items ranked, seen items excluded."""
+    config = run.config
+    seqs, split = load_data(run, sequences)
+    device = resolve_device(config.train.device)
+    popularity = item_popularity(seqs, split)
+    scorers = {
+        "model": scorer_for(run, model_version, seqs, device),
+        "popularity": popularity_scorer(popularity),
+    }
+    # the item-to-item baseline: EASE while its n x n inverse is affordable, item-kNN beyond
+    if seqs.n_items <= config.ease_max_items:
+        scorers["ease"] = ease_scorer(seqs, split.train_end)
+    else:
+        scorers["item_knn"] = item_knn_scorer(seqs, split.train_end)
+    production = registry.production_version(run.store)
+    if production and production != model_version:
+        scorers["production"] = scorer_for(run, production, seqs, device)
+    test_history_end = split.train_end + 1  # the validation item joins the history
+    results: dict = {
+        name: evaluate_scorer(scorer, seqs, split.eval_users, test_history_end, popularity)
+        for name, scorer in scorers.items()
+    }
+    results.update(eval_users=int(len(split.eval_users)), production_version=production)
+    results["published"] = compare_with_published(run, scorers["model"], seqs)
+    run.store.write_json(layout.model_file(model_version, layout.METRICS), results)
+    run.store.write_json(run.path(layout.EVALUATION), {"model_version": model_version, **results})
+    history = db.metric_history(run.engine, run.tables, config.selection_metric)
+    history.append({
+        "run_id": run.run_id, "status": "this run", "model_version": model_version,
+        "model": results["model"][config.selection_metric], "popularity": results["popularity"][config.selection_metric],
+    })
+    report_uri = write_evaluation_report(run.store, run.path(layout.REPORT), model_version, results, history, data_line(run),
+                                        config.selection_metric)
+    log.info("test metrics over %d users:\n%s\nreport: %s", results["eval_users"], metrics_table(results), report_uri)
+    run.record("evaluated", model_version=model_version, metrics=results)
+    return results
+
+
+def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> dict | None:
+    """The candidate's top-K for a sample of users against what `recommendations_current`
+    shows them now: overlap, churn and coverage change. None before the first publish."""
+    config = run.config
+    if db.current_run_id(run.db, run.tables) is None:
+        return None
+    rng = np.random.default_rng(config.train.seed)
+    sample = np.sort(rng.choice(seqs.n_users, min(config.churn_sample_users, seqs.n_users), replace=False))
+    with torch.no_grad():
+        candidate = top_k_for_users(scorer, seqs, sample, config.top_k, config.min_history)
+    published = db.read_current_for(run.engine, run.tables, [seqs.user_ids[u] for u in sample])
+    published = published[published["rank"] <= config.top_k]
+    comparison = list_overlap(candidate, published, config.top_k, seqs.n_items)
+    if comparison["users"]:
+        log.info(
+            "against the published run, over %d users: overlap@%d %.3f, churn %.3f, coverage %.3f -> %.3f",
+            comparison["users"], config.top_k, comparison[f"overlap@{config.top_k}"], comparison[f"churn@{config.top_k}"],
+            comparison["coverage_published"], comparison["coverage_candidate"],
+        )
+    return {**comparison, "k": config.top_k}
+
+
+BASELINES = ("popularity", "ease", "item_knn")  # non-sequential scorers a candidate must beat
+
+
+def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
+    """Bless the candidate only if it beats the strongest baseline it was evaluated with
+    (popularity, EASE or item-kNN) by the configured margin, does not fall behind production
+    (when there is one) by more than the tolerance, and does not replace too much of what
+    readers see."""
+    config = run.config
+    metric = config.selection_metric
+    candidate = evaluation["model"][metric]
+    baselines = {name: evaluation[name][metric] for name in BASELINES if name in evaluation}
+    strongest = max(baselines, key=baselines.get)
+    floor = baselines[strongest] * (1.0 + config.gate_min_lift)
+    others = ", ".join(f"{n} {v:.4f}" for n, v in baselines.items() if n != strongest)
+    reasons = [
+        f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} floor {floor:.4f} set by the strongest baseline, "
+        f"{strongest} {baselines[strongest]:.4f} (required lift {config.gate_min_lift:+.0%}"
+        + (f"; also evaluated: {others})" if others else ")")
+    ]
+    blessed = candidate > floor
+    if "production" in evaluation:
+        production = evaluation["production"][metric]
+        limit = production * (1.0 - config.gate_max_regression)
+        holds = candidate >= limit
+        blessed = blessed and holds
+        reasons.append(
+            f"{metric} {candidate:.4f} {'>=' if holds else '<'} production {evaluation['production_version']} "
+            f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f})"
+        )
+    else:
+        reasons.append("no production model yet: floors only")
+    published = evaluation.get("published") or {}
+    if published.get("users"):
+        churn = published[f"churn@{published['k']}"]
+        holds = churn <= config.gate_max_churn
+        blessed = blessed and holds
+        reasons.append(
+            f"churn@{published['k']} {churn:.3f} {'<=' if holds else '>'} bound {config.gate_max_churn:.3f} "
+            f"over {published['users']} users of the published run"
+        )
+    reason = "; ".join(reasons)
+    decision = {"blessed": blessed, "model_version": model_version, "reason": reason}
+    run.store.write_json(run.path(layout.GATE), decision)
+    if blessed:
+        log.info("candidate %s blessed: %s", model_version, reason)
+        run.record("blessed", message=reason)
+    else:
+        log.warning("candidate %s rejected, nothing will be published (kept for inspection): %s", model_version, reason)
+        run.record("rejected", message=reason)
+    return decision

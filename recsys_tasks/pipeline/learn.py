@@ -1,0 +1,146 @@
+"""Learning: self-supervised pretraining of the encoder, then next-item fine-tuning.
+
+Pretrained encoders are shared across runs (`encoders/LATEST.json` names the newest); the
+nightly run reuses it and pretrains inline only when none exists or `force_pretrain` is set.
+Fine-tuning keeps the checkpoint that scores best on validation; test is not looked at here.
+Both train through `fit.fit`, as `recsys bench` does; this module reads the run's data, writes
+its artifacts (checkpoints read back weights-only) and, when asked for several training
+processes, hands itself to `distributed.launch` by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from recsys_tasks import __version__
+from recsys_tasks.config import PipelineConfig
+from recsys_tasks.learning.distributed import is_worker, launch
+from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.learning.training import (
+    Checkpoints,
+    process_group,
+    processes_for,
+    resolve_device,
+)
+from recsys_tasks.pipeline.context import RunContext
+from recsys_tasks.pipeline.inputs import load_attributes, load_data, load_torch, save_torch
+from recsys_tasks.storage import layout
+from recsys_tasks.storage.layout import LATEST_ENCODER, PREPARED, model_file, model_version_for
+
+log = logging.getLogger(__name__)
+
+def checkpoints_for(run: RunContext, name: str) -> Checkpoints:
+    """Epoch checkpoints of this run's training, so a retried task resumes instead of restarting."""
+    key = run.path(layout.checkpoint_file(name))
+    return Checkpoints(
+        save=lambda state: save_torch(run, key, state),
+        load=lambda: load_torch(run, key) if run.store.exists(key) else None,
+    )
+
+
+def in_processes(stage: str, run: RunContext, processes: int, **kwargs: Any) -> dict:
+    """Run this module's `stage` in `processes` training processes (DDP); rank 0's result."""
+    return launch(
+        stage_in_worker, processes, run.config.train.device,
+        stage=stage, run_id=run.run_id, config=run.config.to_dict(), kwargs=kwargs,
+    )
+
+
+def stage_in_worker(stage: str, run_id: str, config: dict[str, Any], kwargs: dict[str, Any]) -> dict:
+    """A training stage rebuilt from plain arguments inside each launched process."""
+    stages = {"pretrain": pretrain, "finetune": finetune}
+    return stages[stage](RunContext(run_id, PipelineConfig.from_dict(config)), **kwargs)
+
+
+def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None, force: bool = False) -> dict:
+    """Reuse the latest shared encoder, or (re)build it when there is none or when forced.
+
+    The weekly pretraining DAG forces it; the nightly run forces it with `force_pretrain`.
+    """
+    config = run.config
+    if not (force or config.force_pretrain) and run.store.exists(LATEST_ENCODER):
+        latest = run.store.read_json(LATEST_ENCODER)
+        log.info("reusing pretrained encoder %s (set force_pretrain to rebuild it)", latest["encoder"])
+        return {"encoder": latest["encoder"], "reused": True}
+    if config.train.pretrain_epochs == 0:
+        log.info("no pretrained encoder and pretrain_epochs=0: fine-tuning starts from scratch")
+        return {"encoder": None, "reused": False}
+    if (processes := processes_for(config.train)) > 1 and not is_worker():
+        return in_processes("pretrain", run, processes, sequences=sequences, item_attributes=item_attributes, force=True)
+    seqs, split = load_data(run, sequences)
+    fitted = fit(
+        seqs, split, config.model, config.train, config.pretrain_objectives, load_attributes(run, item_attributes),
+        checkpoints=checkpoints_for(run, "pretrain"),
+    )
+    if process_group()[0] != 0:
+        return {}  # rank 0 saves
+    key = layout.encoder_file(run.run_id)
+    save_torch(run, key, fitted.checkpoint())
+    run.store.write_json(LATEST_ENCODER, {"encoder": key, "run_id": run.run_id, "history": fitted.result.history})
+    log.info("pretrained encoder saved to %s in %.1fs", run.store.uri(key), fitted.result.seconds)
+    return {"encoder": key, "reused": False, "seconds": round(fitted.result.seconds, 2)}
+
+
+def starting_point(run: RunContext, encoder: str | None) -> str | None:
+    """What fine-tuning starts from: the pretrained encoder, or with `warm_start_from=production`
+    the production model when there is one of the same shape (items matched by id)."""
+    if run.config.warm_start_from != "production":
+        return encoder
+    from recsys_tasks.storage import registry
+
+    version = registry.production_version(run.store)
+    if version is None:
+        log.info("warm_start_from=production: no production model yet, starting from %s", encoder or "scratch")
+        return encoder
+    key = model_file(version)
+    shape = load_torch(run, key)["model_config"]
+    if shape != dataclasses.asdict(run.config.model):
+        log.info("warm_start_from=production: %s has another shape (%s), starting from %s", version, shape, encoder or "scratch")
+        return encoder
+    log.info("warm_start_from=production: fine-tuning starts from production model %s", version)
+    return key
+
+
+def finetune(run: RunContext, sequences: str, encoder: str | None, item_attributes: str | None = None) -> dict:
+    config = run.config
+    if (processes := processes_for(config.train)) > 1 and not is_worker():
+        return in_processes("finetune", run, processes, sequences=sequences, encoder=encoder, item_attributes=item_attributes)
+    seqs, split = load_data(run, sequences)
+    encoder = starting_point(run, encoder)
+    fitted = fit(
+        seqs, split, config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
+        load_torch(run, encoder) if encoder else None, checkpoints_for(run, "finetune"),
+    )
+    result = fitted.result
+    log.info("fine-tuned %s over %d items", fitted.objective, seqs.n_items)
+    if encoder:
+        log.info("warm start from %s: %d of %d items had pretrained embeddings", encoder, fitted.warm_started_items, seqs.n_items)
+    rank, world = process_group()
+    if rank != 0:
+        return {}  # rank 0 saves
+    version = model_version_for(run.run_id)
+    run.store.write_json(model_file(version, layout.MODEL_CONFIG), config.to_dict())
+    run.store.write_json(model_file(version, layout.MODEL_VOCABULARY), {"items": seqs.item_ids})
+    validation = run.path(layout.VALIDATION)
+    if run.store.exists(validation):  # the data check this model was trained after
+        run.store.write_bytes(model_file(version, layout.VALIDATION), run.store.read_bytes(validation))
+    lineage = {
+        "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
+        "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
+        "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
+        "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
+        "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
+        "training_processes": world, "device": str(resolve_device(config.train.device)), "objective": fitted.objective,
+    }
+    run.store.write_json(model_file(version, layout.LINEAGE), lineage)
+    # last: model.pt is the marker the registry lists versions by, so a version it lists is whole
+    save_torch(run, model_file(version), fitted.checkpoint())
+    run.record("trained", model_version=version)
+    log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
+    return {
+        "model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score,
+        "training_processes": world,
+    }
