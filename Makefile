@@ -14,7 +14,7 @@ DEMO_USERS ?= 5000
 DEMO_ITEMS ?= 2000
 UI_PORT ?= 8080
 
-.PHONY: demo test ui lint venv clean
+.PHONY: demo test test-unit ui lint venv clean
 
 $(BIN)/recsys: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ demo: venv  ## seed synthetic data into embedded SQLite, run the nightly DAG, pr
 
 test: venv  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432; .ci/run starts it)
 	$(BIN)/python -m pytest -q
+
+test-unit: venv  ## the fast tier: one layer at a time, no services (under a minute)
+	$(BIN)/python -m pytest -q -m unit
 
 lint: venv
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
 from recsys_tasks.scoring.content import content_features, fill_cold_items
-from recsys_tasks.scoring.evaluation import evaluate, model_scorer, popularity_scorer
+from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer, popularity_scorer
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def main() -> None:
 
     def scores(scorer, users):
         with torch.no_grad():
-            return {k: round(v, 4) for k, v in evaluate(scorer, seqs, users, test_end).items()}
+            return {k: round(v, 4) for k, v in full_ranking_metrics(scorer, seqs, users, test_end).items()}
 
     new_users, warm_users = split.eval_users[is_new], split.eval_users[~is_new]
     results = {"popularity": {"new": scores(popularity_scorer(popularity), new_users)}}
@@ -77,8 +77,10 @@ def main() -> None:
                                          "warm": scores(model_scorer(model, seqs, device), warm_users)}
     catalogue = read_catalogue(args.attributes)
     features = content_features(seqs.item_ids, catalogue.items, catalogue.attributes)
-    counts = np.bincount(seqs.items[np.concatenate([np.arange(s, e) for s, e in zip(seqs.offsets[:-1], split.train_end, strict=True)])],
-                         minlength=seqs.n_items + 1)  # training events only: new items have none
+    counts = np.bincount(
+        seqs.items[np.concatenate([np.arange(s, e) for s, e in zip(seqs.offsets[:-1], split.train_end, strict=True)])],
+        minlength=seqs.n_items + 1,
+    )  # training events only: new items have none
     rows = seqs.n_items + 1
     with torch.no_grad():
         weight = model.item_embedding.weight[:rows].numpy().copy()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from bench_generation import PeakRss, synthetic_case
 
-from recsys_tasks.scoring.evaluation import evaluate
+from recsys_tasks.scoring.evaluation import full_ranking_metrics
 from recsys_tasks.scoring.inference import embedding_scorer
 
 
@@ -35,7 +35,7 @@ def main() -> None:
     popularity = np.bincount(seqs.items, minlength=args.items + 1).astype(np.float64)
     with PeakRss() as memory:
         started = time.perf_counter()
-        metrics = evaluate(embedding_scorer(user_vectors, item_vectors), seqs, users, target, popularity)
+        metrics = full_ranking_metrics(embedding_scorer(user_vectors, item_vectors), seqs, users, target, popularity)
         seconds = time.perf_counter() - started
     figures = {
         "users": args.users, "items": args.items, "seconds": round(seconds, 2),

@@ -34,7 +34,7 @@ from recsys_tasks.data.prepare import build_sequences, leave_one_out
 from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, NIGHTLY_PRETRAINING
-from recsys_tasks.scoring.evaluation import evaluate, model_scorer
+from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer
 
 STARTS = ("scratch", "encoder", "yesterday")
 
@@ -45,7 +45,9 @@ def next_day_targets(frame: pd.DataFrame, cut: float, until: float) -> pd.DataFr
     before, after = frame[frame["t"] <= cut], frame[(frame["t"] > cut) & (frame["t"] <= until)]
     seen = set(zip(before["user_id"], before["item_id"], strict=True))
     after = after[after["user_id"].isin(set(before["user_id"]))]
-    unseen = np.fromiter(((u, i) not in seen for u, i in zip(after["user_id"], after["item_id"], strict=True)), dtype=bool, count=len(after))
+    unseen = np.fromiter(
+        ((u, i) not in seen for u, i in zip(after["user_id"], after["item_id"], strict=True)), dtype=bool, count=len(after)
+    )
     fresh = after[unseen]
     return fresh.sort_values(["user_id", "t"]).groupby("user_id").head(1)
 
@@ -56,7 +58,7 @@ def score_next_day(model, history: pd.DataFrame, targets: pd.DataFrame, items: l
     seqs = build_sequences(joined.drop(columns="t"), known_items=items)
     users = np.arange(seqs.n_users)
     with torch.no_grad():
-        metrics = evaluate(model_scorer(model.eval(), seqs, torch.device("cpu")), seqs, users, seqs.offsets[1:] - 1)
+        metrics = full_ranking_metrics(model_scorer(model.eval(), seqs, torch.device("cpu")), seqs, users, seqs.offsets[1:] - 1)
     return {k: round(v, 4) for k, v in metrics.items() if k in ("HR@10", "NDCG@10")}
 
 
@@ -100,7 +102,14 @@ def main() -> None:
                 tick = time.perf_counter()
                 encoder = fit(seqs, split, BENCH_MODEL, dataclasses.replace(train, pretrain_epochs=args.pretrain_epochs),
                               NIGHTLY_PRETRAINING).checkpoint()
-                rows.append({"seed": seed, "night": night, "start": "weekly pretraining", "minutes": round((time.perf_counter() - tick) / 60, 2)})
+                rows.append(
+                    {
+                        "seed": seed,
+                        "night": night,
+                        "start": "weekly pretraining",
+                        "minutes": round((time.perf_counter() - tick) / 60, 2),
+                    }
+                )
             for start in starts:
                 epochs = args.first_budget if start == "yesterday" and yesterday is None else args.budget
                 warm = {"scratch": None, "encoder": encoder, "yesterday": yesterday}[start]
@@ -121,8 +130,15 @@ def main() -> None:
         for night in range(args.nights):
             picked = [r for r in rows if r["start"] == start and r["night"] == night]
             values = [r["NDCG@10"] for r in picked]
-            summary.append({"start": start, "night": night, "NDCG@10": round(statistics.mean(values), 4),
-                            "spread": round(max(values) - min(values), 4), "minutes": round(statistics.mean(r["minutes"] for r in picked), 2)})
+            summary.append(
+                {
+                    "start": start,
+                    "night": night,
+                    "NDCG@10": round(statistics.mean(values), 4),
+                    "spread": round(max(values) - min(values), 4),
+                    "minutes": round(statistics.mean(r["minutes"] for r in picked), 2),
+                }
+            )
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows, "summary": summary}, indent=1))
     print(f"{'start':<10} {'night':>5} {'NDCG@10':>8} {'spread':>7} {'minutes':>8}")
     for s in summary:

@@ -32,7 +32,7 @@ from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_on
 from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning import objectives
 from recsys_tasks.learning.model import SequenceEncoder
-from recsys_tasks.learning.objective_registry import finetune_objective
+from recsys_tasks.learning.objective_builder import finetune_objective
 from recsys_tasks.learning.softmax import catalogue_cross_entropy
 from recsys_tasks.learning.training import PositionWeights, length_buckets
 from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
@@ -132,14 +132,18 @@ def main() -> None:
     def validation(sorted_batches: bool) -> Callable[[], None]:
         def run() -> None:
             if sorted_batches:
-                evaluation.evaluate(evaluation.model_scorer(model, seqs, cpu), seqs, split.eval_users, split.train_end)
+                evaluation.full_ranking_metrics(
+                    evaluation.model_scorer(model, seqs, cpu), seqs, split.eval_users, split.train_end
+                )
                 return
             # as before: users in their own order, every window max_len long
             for lo in range(0, len(split.eval_users), 1024):
                 batch = split.eval_users[lo : lo + 1024]
                 starts, ends = seqs.offsets[batch], split.train_end[batch]
                 with torch.no_grad():
-                    hidden = model.last_hidden(torch.as_tensor(left_padded_windows(seqs.items, starts, ends, BENCH_MODEL.max_len)))
+                    hidden = model.last_hidden(
+                        torch.as_tensor(left_padded_windows(seqs.items, starts, ends, BENCH_MODEL.max_len))
+                    )
                     scores = model.item_logits(hidden)
                 evaluation.exclude_seen(scores, seqs.items, starts, ends)
                 target = scores.gather(1, torch.as_tensor(seqs.items[ends])[:, None])

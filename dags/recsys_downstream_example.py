@@ -32,7 +32,7 @@ RECOMMENDATIONS = Asset(name="recommendations_current", uri="recsys://recommenda
     max_active_runs=1,
     tags=["recsys", "example", "downstream"],
     doc_md=__doc__,
-    default_args={"owner": "recsys", "retries": 1, "retry_delay": timedelta(seconds=30)},
+    default_args={"owner": "recsys", "retries": 2, "retry_delay": timedelta(seconds=30)},
 )
 def recsys_downstream_example():
     @task

@@ -1,6 +1,8 @@
 """Nightly sequential recommendation: data in, models trained and judged, top-K published.
 
-Plain Python, usable without Airflow; `airflow_adapter` is the one module that knows Airflow.
+Plain Python, usable without Airflow, in layers (docs/architecture.md): config, db, storage,
+data, scoring, learning, pipeline, then `airflow_adapter` (the only code that knows Airflow) and
+ops.
 """
 
 __version__ = "0.1.0"

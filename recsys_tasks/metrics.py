@@ -7,8 +7,12 @@ Every metric averages over users; with one relevant item per user, HR@K equals R
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The one name of the quality figure the project selects by: the best fine-tuning epoch, the
 # benchmark's headline, the gate's comparison, reports and the console all read it (through

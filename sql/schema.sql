@@ -1,12 +1,14 @@
--- Tables of the published results, applied idempotently before every publish.
+-- Tables of the published results, applied idempotently by writers (`recsys init-db`, a run's
+-- first record, the publish), never by readers.
 -- {results_table}, {runs_table}, {stages_table} and {pointer_table} are replaced by validated identifiers.
 -- Dates are stored as TIMESTAMP WITH TIME ZONE (text in ISO 8601 on SQLite).
 
 -- One row per (run, user, rank). Rows of a run become visible to readers only when the
 -- pointer below names that run.
 -- PostgreSQL: {partition_by} is PARTITION BY LIST (run_id). Each run is COPYed into a
--- staging table of its own, indexed, then attached as the run's partition in the switch
--- transaction; retiring a run drops its partition (no DELETE, no bloat).
+-- staging table of its own, indexed, then attached as the run's partition in a commit of its
+-- own just before the switch (db/publish.py says why); the partition stays unreachable until
+-- the pointer names the run. Retiring a run drops its partition (no DELETE, no bloat).
 -- SQLite: {partition_by} is empty; a run's rows are inserted in the switch transaction.
 CREATE TABLE IF NOT EXISTS {results_table} (
     run_id        VARCHAR(250)     NOT NULL,

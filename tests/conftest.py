@@ -22,6 +22,26 @@ os.environ.setdefault("RECSYS_HOME", tempfile.mkdtemp(prefix="recsys-home-"))
 import pytest  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "dags", "e2e")  # fastest first; `make test-unit` runs `-m unit`
+
+
+def pytest_collection_modifyitems(config, items):
+    """Each test's tier: its folder's, raised by what it talks to (PostgreSQL or the S3 server:
+    integration; a real Airflow run: dags) or by an explicit tier marker."""
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(TESTS).parts[0]
+        tiers = [folder if folder in TIERS else "unit", *(m.name for m in item.iter_markers() if m.name in TIERS)]
+        fixtures = set(item.fixturenames)
+        if fixtures & {"postgres_url", "s3_endpoint"}:
+            tiers.append("integration")
+        if "airflow_db" in fixtures:
+            tiers.append("dags")
+        tier = max(tiers, key=TIERS.index)
+        if tier not in {m.name for m in item.iter_markers()}:
+            item.add_marker(tier)
+
+
 POSTGRES_URL = os.environ.get("RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -116,8 +116,17 @@ def quality_page(request: Request, user: Reader) -> HTMLResponse:
 
     history = console.quality(deployment())
     realised = console.outcomes(deployment())
-    return page(request, "quality.html", user, "quality", history=history, chart=console.quality_svg(history, deployment().config.selection_metric),
-                series=console.SERIES, outcomes=realised, outcomes_chart=console.outcomes_svg(realised["history"]))
+    return page(
+        request,
+        "quality.html",
+        user,
+        "quality",
+        history=history,
+        chart=console.quality_svg(history, deployment().config.selection_metric),
+        series=console.SERIES,
+        outcomes=realised,
+        outcomes_chart=console.outcomes_svg(realised["history"]),
+    )
 
 
 @app.get("/models", response_class=HTMLResponse)

@@ -21,11 +21,11 @@ from recsys_tasks.airflow_adapter.runtime import (
     config_for,
     load_dag,
     on_task_failure,
-    prepare_environment,
     run_dag,
+    use_embedded_defaults,
 )
 
 __all__ = [
     "GPU_POOL", "GPU_QUEUE", "SOURCE_ASSET", "call", "config_for", "dag_params", "dag_settings", "ingest_tasks",
-    "load_dag", "on_task_failure", "prepare_environment", "pretrain_task", "run_dag", "serve_tasks", "task_defaults",
+    "load_dag", "on_task_failure", "use_embedded_defaults", "pretrain_task", "run_dag", "serve_tasks", "task_defaults",
 ]

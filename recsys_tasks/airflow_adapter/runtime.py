@@ -120,7 +120,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
         log.info("failure notification sent to: %s", ", ".join(reached) or "nobody (delivery failed)")
 
 
-def prepare_environment() -> None:
+def use_embedded_defaults() -> None:
     """Embedded defaults for in-process runs: Airflow home and DAGs inside the project."""
     home = environment.recsys_home()
     environment.set_default("RECSYS_HOME", str(home))
@@ -145,11 +145,13 @@ def run_dag(dag_id: str, run_conf: dict[str, Any]) -> dict[str, Any]:
     """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome.
     `run_conf` holds typed params (see `config.typed_params`): Airflow checks them against
     the DAG's param schema, where `"20"` is not an integer."""
-    prepare_environment()
+    use_embedded_defaults()
     from airflow.utils.db import upgradedb
 
     upgradedb()  # idempotent; a few seconds when the schema is current
     dag = load_dag(dag_id)
     dag_run = dag.test(run_conf=run_conf)
-    states = {ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()}
+    states = {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()
+    }
     return {"run_id": dag_run.run_id, "state": str(dag_run.state), "tasks": states}

@@ -88,7 +88,9 @@ def catalogue_from_frame(frame: pd.DataFrame, origin: str) -> Catalogue:
         bad = ~text.isin(_TRUE | _FALSE)
         if bad.any():
             examples = ", ".join(f"{i}: {v!r}" for i, v in zip(ids[bad][:3], raw[bad][:3], strict=False))
-            raise SourceError(f"catalogue {origin}: 'available' must be true or false; {int(bad.sum())} rows are not ({examples})")
+            raise SourceError(
+                f"catalogue {origin}: 'available' must be true or false; {int(bad.sum())} rows are not ({examples})"
+            )
         available = ~text.isin(_FALSE)
     text_columns = [by_name[n] for n in TEXT_COLUMNS if n in by_name]
     texts = (frame[text_columns].fillna("").astype(str).agg(" ".join, axis=1).str.strip()

@@ -130,7 +130,9 @@ def parse_movielens_100k(data: bytes, name: str) -> pd.DataFrame:
 
 def parse_movielens_1m(data: bytes, name: str) -> pd.DataFrame:
     """`ratings.dat`: `user::item::rating::unix time`."""
-    frame = _table(_text(data, name, "MovieLens ratings.dat"), name, "MovieLens ratings.dat", "::", ["user_id", "item_id", "value", "ts"])
+    frame = _table(
+        _text(data, name, "MovieLens ratings.dat"), name, "MovieLens ratings.dat", "::", ["user_id", "item_id", "value", "ts"]
+    )
     return _ratings(frame)
 
 

@@ -85,9 +85,9 @@ def build_sequences(
     highest value, then the earliest; a purchase after a view of the same item is kept, at the
     purchase's time): the split's targets must be items the user has not seen before, because
     evaluation excludes seen items. Each kept event weighs its type's `event_weights` weight as
-    a training target (`Sequences.weights`; None when no event weighs other than 1). `known_items` is the vocabulary of earlier runs: those ids
-    keep their tokens and new ids are appended after them, so a token means the same item from
-    one run to the next.
+    a training target (`Sequences.weights`; None when no event weighs other than 1).
+    `known_items` is the vocabulary of earlier runs: those ids keep their tokens and new ids are
+    appended after them, so a token means the same item from one run to the next.
     """
     if keep not in {"first", "last", "strongest"}:
         raise ValueError(f"keep must be 'strongest', 'first' or 'last', got {keep!r}")

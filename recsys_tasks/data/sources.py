@@ -137,7 +137,9 @@ def _read_sql(sql: SqlTable, uri: str, options: SourceOptions) -> tuple[pd.DataF
         # from the values); read_interactions applies the window to those after reading
         if options.since is not None and ts_column is not None and not isinstance(ts_column.type, (sa.Integer, sa.Numeric)):
             # compare in the column's own type: SQLite stores text, PostgreSQL timestamps
-            bound = options.since.strftime("%Y-%m-%d %H:%M:%S") if engine.dialect.name == "sqlite" else options.since.to_pydatetime()
+            bound = (
+                options.since.strftime("%Y-%m-%d %H:%M:%S") if engine.dialect.name == "sqlite" else options.since.to_pydatetime()
+            )
             query = query.where(ts_column >= bound)
         with engine.connect() as conn:
             return pd.read_sql(query, conn), renamed(mapping)

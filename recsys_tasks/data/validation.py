@@ -38,7 +38,9 @@ class ValidationReport:
 
     def summary(self) -> str:
         if self.passed:
-            lines = [f"validation passed: {len(self.checks) - len(self.warnings)} of {len(self.checks)} checks met on {self.rows} rows"]
+            lines = [
+                f"validation passed: {len(self.checks) - len(self.warnings)} of {len(self.checks)} checks met on {self.rows} rows"
+            ]
         else:
             lines = [f"validation failed: {len(self.failures)} of {len(self.checks)} checks not met on {self.rows} rows"]
         if self.column_mapping:
@@ -84,7 +86,9 @@ def _suite_expectations(rules: ValidationRules, now: pd.Timestamp, previous: dic
         ),
     ]
     if rules.min_valid_value is not None or rules.max_valid_value is not None:
-        expectations.append(E.ExpectColumnValuesToBeBetween(column="value", min_value=rules.min_valid_value, max_value=rules.max_valid_value))
+        expectations.append(
+            E.ExpectColumnValuesToBeBetween(column="value", min_value=rules.min_valid_value, max_value=rules.max_valid_value)
+        )
     if previous:
         expectations.append(
             E.ExpectTableRowCountToBeBetween(
@@ -187,7 +191,11 @@ def _check(result: Any, frame: pd.DataFrame) -> dict[str, Any]:
     column = kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
     info = result.result or {}
     examples = info.get("partial_unexpected_list") or []
-    if column == "ts" and frame.attrs.get("unparseable_ts") and result.expectation_config.type == "expect_column_values_to_not_be_null":
+    if (
+        column == "ts"
+        and frame.attrs.get("unparseable_ts")
+        and result.expectation_config.type == "expect_column_values_to_not_be_null"
+    ):
         # the canonical frame holds NaT for unparseable timestamps: quote what the source had
         examples = frame.attrs["unparseable_ts"]
     error = None

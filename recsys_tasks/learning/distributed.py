@@ -64,7 +64,9 @@ def launch(target: Callable[..., Any], processes: int, device: str = "auto", **k
 
 
 def main(spec_path: str) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"[rank {environment.process_rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format=f"[rank {environment.process_rank()}] %(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     spec = json.loads(Path(spec_path).read_text())
     module, _, qualname = spec["target"].partition(":")
     target = getattr(importlib.import_module(module), qualname)

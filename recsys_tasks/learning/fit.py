@@ -18,7 +18,7 @@ import torch
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.data.prepare import Sequences, Split, item_popularity, left_padded_windows
 from recsys_tasks.learning.model import SequenceEncoder
-from recsys_tasks.learning.objective_registry import finetune_objective, make_objective
+from recsys_tasks.learning.objective_builder import finetune_objective, make_objective
 from recsys_tasks.learning.training import (
     Batching,
     Checkpoints,
@@ -29,7 +29,7 @@ from recsys_tasks.learning.training import (
     warm_start,
 )
 from recsys_tasks.metrics import SELECTION_METRIC
-from recsys_tasks.scoring.evaluation import evaluate, model_scorer
+from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer
 
 FINETUNE = "next_item"  # the objective names that fine-tune; any self-supervised set pretrains
 
@@ -58,7 +58,7 @@ def fit(
     encoder: dict[str, Any] | None = None,
     checkpoints: Checkpoints | None = None,
     batches: Batching = length_buckets,
-    observe: Callable[[SequenceEncoder], dict[str, float]] | None = None,
+    epoch_figures: Callable[[SequenceEncoder], dict[str, float]] | None = None,
     metric: str = SELECTION_METRIC,
 ) -> Fitted:
     """Train a fresh encoder on every user's items before `split.train_end`.
@@ -69,7 +69,7 @@ def fit(
     `attributes`: `item_id, attribute` rows, for the attribute objective.
     `encoder`: a pretrained checkpoint (`Fitted.checkpoint()`) to warm-start from, its items
     matched to these by id. `checkpoints`: where per-epoch state goes, so a retry resumes.
-    `observe`: fine-tuning only, figures to add to each epoch's history (`training.train`).
+    `epoch_figures`: fine-tuning only, figures to add to each epoch's history (`training.train`).
     """
     torch.manual_seed(train_config.seed)  # one seed, one initialisation, wherever fit is called
     model = SequenceEncoder(seqs.n_items, model_config)
@@ -82,14 +82,14 @@ def fit(
         device = resolve_device(train_config.device)
 
         def validation_ndcg(m: SequenceEncoder) -> float:
-            return evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)[metric]
+            return full_ranking_metrics(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)[metric]
 
         objective = finetune_objective(model, train_config, item_popularity(seqs, split), attributes, seqs.item_ids)
         event_weights = None  # what each target weighs (`event_weights` of its event's type)
         if seqs.weights is not None:
             event_weights = left_padded_windows(seqs.weights, seqs.offsets[:-1], split.train_end, model_config.max_len + 1)
         result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints, batches,
-                       event_weights, observe)
+                       event_weights, epoch_figures)
     else:
         objective = make_objective(objectives, model, train_config.mask_prob, attributes, seqs.item_ids)
         result = train(model, objective, windows, train_config, train_config.pretrain_epochs, None, checkpoints, batches)

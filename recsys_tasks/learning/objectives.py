@@ -1,4 +1,4 @@
-"""Training objectives, kept apart from the encoder (`objective_registry` builds them by name).
+"""Training objectives, kept apart from the encoder (`objective_builder` builds them by name).
 
 An objective turns a batch of left-padded training sequences into model inputs and targets
 (it returns them; nothing is stashed on a module) and computes a loss. Each trains on every
@@ -155,7 +155,9 @@ class NextItem:
     ) -> torch.Tensor:
         batch = self.make_batch(sequences, generator).to(_device(model))
         if self.future_decay > 0:
-            return soft_future_loss(model, batch, self.causal, self.future_decay, self.future_items, weights, self.targets_per_row)
+            return soft_future_loss(
+                model, batch, self.causal, self.future_decay, self.future_items, weights, self.targets_per_row
+            )
         return full_softmax_loss(model, batch, self.causal, weights, self.targets_per_row, target_scale(weights, batch))
 
 

@@ -137,7 +137,11 @@ class WeightAverage:
         live = model.state_dict()  # tensors sharing the parameters' storage, updated in place
         self.names = [k for k, v in live.items() if v.is_floating_point()] if decay > 0 else []
         self.live = [live[k] for k in self.names]
-        self.average = [saved[k].to(v.device) for k, v in zip(self.names, self.live, strict=True)] if saved else [v.detach().clone() for v in self.live]
+        self.average = (
+            [saved[k].to(v.device) for k, v in zip(self.names, self.live, strict=True)]
+            if saved
+            else [v.detach().clone() for v in self.live]
+        )
 
     def update(self) -> None:
         if self.names:
@@ -165,6 +169,52 @@ class WeightAverage:
             self.model.load_state_dict(dict(zip(self.names, trained, strict=True)), strict=False)
 
 
+def _resume(saved: dict[str, Any], model: SequenceEncoder, objective: torch.nn.Module | None,
+            optimizer: torch.optim.Optimizer, generator: torch.Generator) -> tuple[TrainResult, Any, int]:
+    """Restore the state a checkpoint saved after an epoch; (result so far, best weights, stale epochs)."""
+    model.load_state_dict(saved["model"])
+    if objective is not None:
+        objective.load_state_dict(saved["objective"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    return TrainResult(**saved["result"]), saved["best_state"], saved["stale"]
+
+
+def epoch_batches(batches: Batching, lengths: torch.Tensor, config: TrainConfig, generator: torch.Generator, unit: str,
+                  epoch: int, group: tuple[int, int]) -> list[torch.Tensor]:
+    """This process's batches of one epoch: all of them alone; under DDP every rank cuts the
+    epoch the same way (a generator seeded by the epoch), then takes every world-th batch."""
+    rank, world = group
+    if world == 1:
+        return batches(lengths, config.batch_size, generator, unit)
+    shared = torch.Generator().manual_seed(config.seed * 7919 + epoch)
+    order = batches(lengths, config.batch_size, shared, unit)
+    return order[rank : len(order) - len(order) % world : world]
+
+
+def _train_epoch(net: torch.nn.Module, model: SequenceEncoder, objective: Objective, optimizer: torch.optim.Optimizer,
+                 average: WeightAverage, rows: torch.Tensor, lengths: torch.Tensor, row_weights: torch.Tensor | None,
+                 weights: PositionWeights, order: list[torch.Tensor], generator: torch.Generator,
+                 device: torch.device) -> tuple[float, int]:
+    """One pass over `order`'s batches; the summed loss and the number of steps."""
+    total, steps = 0.0, 0
+    for index in order:
+        width = int(lengths[index].max())
+        window = rows[index][:, -width:]  # (b, L) trimmed to the longest row
+        batch_weights = weights if row_weights is None else dataclasses.replace(weights, events=row_weights[index][:, -width:])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss = objective.loss(net, window, generator, batch_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        average.update()
+        total += loss.item()
+        steps += 1
+    return total, steps
+
+
 def train(
     model: SequenceEncoder,
     objective: Objective,
@@ -175,11 +225,11 @@ def train(
     checkpoints: Checkpoints | None = None,
     batches: Batching = length_buckets,
     event_weights: np.ndarray | None = None,
-    observe: Callable[[SequenceEncoder], dict[str, float]] | None = None,
+    epoch_figures: Callable[[SequenceEncoder], dict[str, float]] | None = None,
 ) -> TrainResult:
     """sequences (U, T + 1): left-padded training windows, one row per user; `event_weights`
     (U, T + 1), aligned with them, what each item weighs as a next-item target (None: 1).
-    `observe`: called after each epoch's validation with the model as validated; what it returns
+    `epoch_figures`: called after each epoch's validation with the model as validated; what it returns
     is added to the epoch's history and never chooses anything (the benchmark's test trace).
 
     `batches` cuts an epoch into batches of row indices: `length_buckets` (the default) or
@@ -212,13 +262,7 @@ def train(
     first_epoch = 1
     saved = checkpoints.load() if checkpoints else None
     if saved is not None:
-        model.load_state_dict(saved["model"])
-        if extra:
-            objective.load_state_dict(saved["objective"])
-        optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        result, best_state, stale = TrainResult(**saved["result"]), saved["best_state"], saved["stale"]
+        result, best_state, stale = _resume(saved, model, objective if extra else None, optimizer, generator)
         first_epoch = result.epochs_run + 1
         log.info("%s: resuming after epoch %d from a saved checkpoint", objective.name, result.epochs_run)
     average = WeightAverage(model, config.ema_decay, saved.get("ema") if saved else None)
@@ -228,26 +272,9 @@ def train(
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         tick, cpu_tick = time.perf_counter(), time.process_time()
-        total, steps = 0.0, 0
-        if world == 1:
-            order = batches(lengths, config.batch_size, generator, objective.unit)
-        else:  # every rank cuts the epoch the same way, then takes every world-th batch
-            shared = torch.Generator().manual_seed(config.seed * 7919 + epoch)
-            order = batches(lengths, config.batch_size, shared, objective.unit)
-            order = order[rank : len(order) - len(order) % world : world]
-        for index in order:
-            width = int(lengths[index].max())
-            window = rows[index][:, -width:]  # (b, L) trimmed to the longest row
-            batch_weights = weights if row_weights is None else dataclasses.replace(weights, events=row_weights[index][:, -width:])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = objective.loss(net, window, generator, batch_weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            average.update()
-            total += loss.item()
-            steps += 1
+        order = epoch_batches(batches, lengths, config, generator, objective.unit, epoch, (rank, world))
+        total, steps = _train_epoch(net, model, objective, optimizer, average, rows, lengths, row_weights, weights,
+                                    order, generator, device)
         seconds = time.perf_counter() - tick
         entry = {
             "epoch": epoch, "loss": total / max(steps, 1), "seconds": round(seconds, 3),
@@ -264,10 +291,10 @@ def train(
                 else:
                     stale += 1
                 entry["seconds_with_validation"] = round(time.perf_counter() - tick, 3)
-                if observe is not None:
+                if epoch_figures is not None:
                     watched = time.perf_counter()
-                    entry.update(observe(model))
-                    started += time.perf_counter() - watched  # observing is not training time
+                    entry.update(epoch_figures(model))
+                    started += time.perf_counter() - watched  # tracing figures is not training time
         result.history.append(entry)
         result.epochs_run = epoch
         eta = seconds * (epochs - epoch)

@@ -1,2 +1,2 @@
-"""Operator tools: the `recsys` CLI, the benchmark, the console's data, reports, failure
-notices and erasure of users."""
+"""Operator tools: the `recsys` CLI, the benchmark, the console's data, run reports and the
+erasure of users."""

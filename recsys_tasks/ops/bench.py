@@ -30,7 +30,7 @@ from recsys_tasks.data.sources import read_interactions, read_item_attributes
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.learning.training import BATCHINGS, resolve_device
 from recsys_tasks.metrics import SELECTION_METRIC
-from recsys_tasks.scoring.evaluation import evaluate, model_scorer, popularity_scorer
+from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer, popularity_scorer
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,16 @@ def run_benchmark(
     test_end = split.train_end + 1
 
     def test_ndcg(m: torch.nn.Module) -> dict[str, float]:
-        return {"test": round(evaluate(model_scorer(m, seqs, device), seqs, split.eval_users, test_end)[SELECTION_METRIC], 4)}
+        metrics = full_ranking_metrics(model_scorer(m, seqs, device), seqs, split.eval_users, test_end)
+        return {"test": round(metrics[SELECTION_METRIC], 4)}
 
-    observe = test_ndcg if trace_test is not None else None
-    fitted = fit(seqs, split, model_config, train_config, FINETUNE, attribute_rows, encoder, batches=batches, observe=observe)
+    figures = test_ndcg if trace_test is not None else None
+    fitted = fit(seqs, split, model_config, train_config, FINETUNE, attribute_rows, encoder, batches=batches,
+                 epoch_figures=figures)
     model, result = fitted.model.to(device), fitted.result
     with torch.no_grad():
-        metrics = evaluate(model_scorer(model, seqs, device), seqs, split.eval_users, test_end)
-        popularity = evaluate(popularity_scorer(item_popularity(seqs, split)), seqs, split.eval_users, test_end)
+        metrics = full_ranking_metrics(model_scorer(model, seqs, device), seqs, split.eval_users, test_end)
+        popularity = full_ranking_metrics(popularity_scorer(item_popularity(seqs, split)), seqs, split.eval_users, test_end)
     epoch_seconds = [h["seconds"] for h in result.history]
     return {
         "data": data,
@@ -171,7 +173,9 @@ def bench_command(args: Any) -> int:
         print(seed_line(seed, figures), flush=True)
         result = runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # after every seed: an interrupted series keeps what finished
+        Path(args.out).write_text(
+            json.dumps(result, indent=2) + "\n"
+        )  # after every seed: an interrupted series keeps what finished
     if len(runs) > 1:
         summary = result["summary"]
         test, hits = summary["test_ndcg@10"], summary["test_hr@10"]

@@ -39,7 +39,7 @@ def _config(params: dict[str, Any] | None = None, results_db: bool = True) -> Pi
         return with_params(config_from_env(), params or {})
     from recsys_tasks import airflow_adapter
 
-    airflow_adapter.prepare_environment()
+    airflow_adapter.use_embedded_defaults()
     return airflow_adapter.config_for(params or {})
 
 
@@ -166,7 +166,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             value = v.get("metrics", {}).get("model", {}).get(metric)
             mark = "*" if v["production"] else " "
             score = f"{value:.4f}" if value is not None else "  -   "
-            print(f"{mark} {v['model_version']}  {metric} {score}  created {v.get('created_at', '?')}  run {v.get('run_id', '?')}")
+            print(
+                f"{mark} {v['model_version']}  {metric} {score}  created {v.get('created_at', '?')}  run {v.get('run_id', '?')}"
+            )
         return 0
     if args.action == "show":
         version = args.version or registry.production_version(store)

@@ -225,15 +225,27 @@ def models(dep: Deployment) -> dict[str, Any]:
     versions = []
     for v in registry.list_versions(dep.store):
         data = v.get("data") or {}
-        versions.append({
-            "version": v["model_version"], "production": v["production"], "created": when(v.get("created_at")),
-            "run_id": v.get("run_id"), "run_key": run_key(v["run_id"]) if v.get("run_id") else None,
-            "run_status": status.get(v.get("run_id")), "ndcg": (v.get("metrics") or {}).get("model", {}).get(dep.config.selection_metric),
-            "source": redact(v.get("source_uri") or ""), "window": (when(data.get("first_event")), when(data.get("last_event"))),
-            "users": data.get("users", v.get("users")), "items": data.get("items", v.get("items")), "events": data.get("events"),
-            "encoder": v.get("encoder"), "device": v.get("device"), "processes": v.get("training_processes"),
-            "best_epoch": v.get("best_epoch"), "code_version": v.get("code_version"),
-        })
+        versions.append(
+            {
+                "version": v["model_version"],
+                "production": v["production"],
+                "created": when(v.get("created_at")),
+                "run_id": v.get("run_id"),
+                "run_key": run_key(v["run_id"]) if v.get("run_id") else None,
+                "run_status": status.get(v.get("run_id")),
+                "ndcg": (v.get("metrics") or {}).get("model", {}).get(dep.config.selection_metric),
+                "source": redact(v.get("source_uri") or ""),
+                "window": (when(data.get("first_event")), when(data.get("last_event"))),
+                "users": data.get("users", v.get("users")),
+                "items": data.get("items", v.get("items")),
+                "events": data.get("events"),
+                "encoder": v.get("encoder"),
+                "device": v.get("device"),
+                "processes": v.get("training_processes"),
+                "best_epoch": v.get("best_epoch"),
+                "code_version": v.get("code_version"),
+            }
+        )
     history = [*(pointer or {}).get("previous", [])][::-1]
     return {"production": pointer, "promoted": when((pointer or {}).get("promoted_at")), "history": history, "versions": versions}
 

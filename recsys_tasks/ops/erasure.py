@@ -156,7 +156,11 @@ def _erase(key: str, data: bytes, ids: list[str], pattern: re.Pattern) -> tuple[
         except (KeyError, ValueError, OSError):
             return None, "binary", 0  # some other array file
         pruned = without_users(seqs, ids)
-        return (None, "sequence_users", 0) if pruned is None else (pruned.to_bytes(), "sequence_users", seqs.n_users - pruned.n_users)
+        return (
+            (None, "sequence_users", 0)
+            if pruned is None
+            else (pruned.to_bytes(), "sequence_users", seqs.n_users - pruned.n_users)
+        )
     if key.endswith(".json"):
         try:
             value = json.loads(data)

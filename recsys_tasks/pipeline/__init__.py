@@ -1,4 +1,6 @@
-"""Stage entry points, one per pipeline step: plain arguments in, small dicts out.
+"""The pipeline: one nightly run as stages, each a sibling that never imports another
+(`ingest`, `learn`, `decide`, `serve`, `observe`), over the run's context (`context`), what
+stages read back (`inputs`) and failure notices (`notify`). Plain arguments in, small dicts out.
 
 Each stage reads and writes artifacts keyed by run, so a retried task redoes its own work
 and nothing else; tasks hand each other keys, ids, counts and metrics, never frames.
@@ -12,6 +14,19 @@ from recsys_tasks.pipeline.observe import track_outcomes
 from recsys_tasks.pipeline.serve import companion_lists, generate, mark_failed, plan_shards, production_model, publish
 
 __all__ = [
-    "RunContext", "extract", "validate", "prepare", "pretrain", "finetune",
-    "track_outcomes", "evaluate", "gate", "plan_shards", "generate", "companion_lists", "publish", "mark_failed", "production_model",
+    "RunContext",
+    "extract",
+    "validate",
+    "prepare",
+    "pretrain",
+    "finetune",
+    "track_outcomes",
+    "evaluate",
+    "gate",
+    "plan_shards",
+    "generate",
+    "companion_lists",
+    "publish",
+    "mark_failed",
+    "production_model",
 ]

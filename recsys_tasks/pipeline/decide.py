@@ -16,10 +16,10 @@ from recsys_tasks.pipeline.inputs import load_data, scorer_for
 from recsys_tasks.scoring.evaluation import (
     Scorer,
     ease_scorer,
+    full_ranking_metrics,
     item_knn_scorer,
     popularity_scorer,
 )
-from recsys_tasks.scoring.evaluation import evaluate as evaluate_scorer
 from recsys_tasks.scoring.inference import top_k_for_users
 from recsys_tasks.scoring.report import metrics_table, write_evaluation_report
 from recsys_tasks.storage import layout, registry
@@ -61,7 +61,7 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         scorers["production"] = scorer_for(run, production, seqs, device)
     test_history_end = split.train_end + 1  # the validation item joins the history
     results: dict = {
-        name: evaluate_scorer(scorer, seqs, split.eval_users, test_history_end, popularity)
+        name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity)
         for name, scorer in scorers.items()
     }
     results.update(eval_users=int(len(split.eval_users)), production_version=production)

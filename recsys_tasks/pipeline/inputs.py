@@ -90,12 +90,18 @@ def business_rules(run: RunContext, seqs: Sequences) -> tuple[np.ndarray | None,
     config = run.config
     items_key, attributes_key = run.path(CATALOGUE), run.path(ATTRIBUTES)
     unavailable = Catalogue(run.store.read_frame(items_key), pd.DataFrame()).unavailable if run.store.exists(items_key) else set()
-    attributes = run.store.read_frame(attributes_key) if run.store.exists(attributes_key) else pd.DataFrame(columns=["item_id", "attribute"])
+    attributes = (
+        run.store.read_frame(attributes_key)
+        if run.store.exists(attributes_key)
+        else pd.DataFrame(columns=["item_id", "attribute"])
+    )
     excluded = excluded_items(config.exclude_items) | items_with_attributes(attributes, excluded_items(config.exclude_attributes))
     blocked = blocked_tokens(seqs.item_ids, unavailable, excluded)
     if blocked is not None:
         log.info("%d items never recommended (unavailable or excluded)", int(blocked[1:].sum()))
-    caps = [(attribute_groups(seqs.item_ids, attributes, column), cap) for column, cap in parse_caps(config.max_per_attribute).items()]
+    caps = [
+        (attribute_groups(seqs.item_ids, attributes, column), cap) for column, cap in parse_caps(config.max_per_attribute).items()
+    ]
     for (groups, cap), column in zip(caps, parse_caps(config.max_per_attribute), strict=True):
         log.info("at most %d items per %s in a list (%d items have one)", cap, column, int((groups >= 0).sum()))
     return blocked, caps

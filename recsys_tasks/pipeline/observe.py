@@ -70,10 +70,16 @@ def track_outcomes(run: RunContext, interactions: str) -> dict:
     )
     db.write_outcomes(engine, tables, rows)
     text = report.outcomes_table(rows.to_dict("records"))
-    run.store.write_json(run.path(f"{layout.REPORT}/outcomes.json"), {
-        "published_run_id": current, "events_since": since.isoformat(), "new_events": len(fresh),
-        "event_weights": run.config.event_weights, "rows": rows.drop(columns=["events_since", "events_until", "scored_at"]).to_dict("records"),
-    })
+    run.store.write_json(
+        run.path(f"{layout.REPORT}/outcomes.json"),
+        {
+            "published_run_id": current,
+            "events_since": since.isoformat(),
+            "new_events": len(fresh),
+            "event_weights": run.config.event_weights,
+            "rows": rows.drop(columns=["events_since", "events_until", "scored_at"]).to_dict("records"),
+        },
+    )
     run.store.write_bytes(run.path(f"{layout.REPORT}/outcomes.md"), (
         f"# Outcomes of run {current}'s lists\n\n{len(fresh)} new events after {since.isoformat()} "
         f"(event weights: {run.config.event_weights or 'all 1'}).\n\n```\n{text}\n```\n"

@@ -37,7 +37,10 @@ def plan_shards(run: RunContext, users: int) -> list[dict]:
     """Split users into at most `num_shards` contiguous ranges of near-equal size."""
     shards = max(1, min(run.config.num_shards, users))
     bounds = np.linspace(0, users, shards + 1).round().astype(int)
-    return [{"index": i, "of": shards, "start": int(a), "end": int(b)} for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
+    return [
+        {"index": i, "of": shards, "start": int(a), "end": int(b)}
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    ]
 
 
 def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -> dict:
@@ -50,7 +53,9 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     control = outcomes.holdout_variant(np.asarray(seqs.user_ids, dtype=object)[users], run.config.holdout_fraction) == "control"
     blocked, caps = business_rules(run, seqs)
     with torch.no_grad():
-        frame = top_k_for_users(scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked, caps=caps)
+        frame = top_k_for_users(
+            scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked, caps=caps
+        )
         frame = frame.assign(model_version=model_version, variant="model")
         if control.any():
             controls = control_lists(run, seqs, users[control], model_version, device, blocked, caps)

@@ -28,7 +28,9 @@ def trending(frame: pd.DataFrame, item_ids: list[str], days: int, k: int, blocke
                          "score": best["score"].astype(float).to_numpy()})
 
 
-def similar(vectors: np.ndarray, item_ids: list[str], k: int, blocked: np.ndarray | None = None, chunk: int = 2048) -> pd.DataFrame:
+def similar(
+    vectors: np.ndarray, item_ids: list[str], k: int, blocked: np.ndarray | None = None, chunk: int = 2048
+) -> pd.DataFrame:
     """Each item's `k` nearest items by cosine of `vectors` (row = token - 1), itself excluded.
     Blocked items (over tokens) and items without a vector (all zeros) neither get nor are neighbours."""
     import torch  # here, so that readers of the results database need no torch

@@ -95,7 +95,11 @@ def text_vectors(texts: list[str]) -> np.ndarray:
 def content_features(item_ids: list[str], items: pd.DataFrame, attributes: pd.DataFrame) -> np.ndarray:
     """(n, f) per item of `item_ids`: its text vector beside a multi-hot of its attributes
     (attributes held by fewer than two items carry no shared signal and are left out)."""
-    texts = items.set_index("item_id")["text"].reindex(item_ids).fillna("").astype(str).tolist() if len(items) else [""] * len(item_ids)
+    texts = (
+        items.set_index("item_id")["text"].reindex(item_ids).fillna("").astype(str).tolist()
+        if len(items)
+        else [""] * len(item_ids)
+    )
     blocks = []
     if any(t.strip() for t in texts):
         blocks.append(text_vectors(texts))

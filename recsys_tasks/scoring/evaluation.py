@@ -111,7 +111,7 @@ def target_ranks(
     return ranks, tops
 
 
-def evaluate(
+def full_ranking_metrics(
     scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
     popularity: np.ndarray | None = None, k: int = 10,
 ) -> dict[str, float]:

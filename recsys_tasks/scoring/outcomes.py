@@ -45,7 +45,9 @@ def holdout_variant(user_ids: np.ndarray | list, fraction: float) -> np.ndarray:
     return np.where(control, "control", "model").astype(object)
 
 
-def relative_uplift(hits: int, users: int, control_hits: int, control_users: int, z: float = 1.96) -> tuple[float, float, float] | None:
+def relative_uplift(
+    hits: int, users: int, control_hits: int, control_users: int, z: float = 1.96
+) -> tuple[float, float, float] | None:
     """Relative uplift of one hit rate over another, p / p_control - 1, with a `z` interval
     from the log of the ratio (delta method). None when either side has no users or no hits."""
     if min(users, control_users, hits, control_hits) <= 0:
@@ -109,7 +111,9 @@ def score_lists(
     k = int(lists["rank"].max()) if len(lists) else 0
     rows = []
 
-    def add(mask_scored: pd.Series, mask_users: pd.Series, mask_items: pd.Series, version: str, strategy: str, variant: str) -> None:
+    def add(
+        mask_scored: pd.Series, mask_users: pd.Series, mask_items: pd.Series, version: str, strategy: str, variant: str
+    ) -> None:
         group = scored[mask_scored]
         rows.append({
             "model_version": version, "strategy": strategy, "variant": variant, "k": k,

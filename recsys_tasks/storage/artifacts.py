@@ -240,7 +240,9 @@ class ArtifactStore:
 
     def write_json(self, key: str, value: Any) -> str:
         """JSON artifacts (configs, lineage, reports) never hold a credential: URLs are masked."""
-        return self.write_bytes(key, json.dumps(redact_obj(value, urls_only=True), indent=2, sort_keys=True, default=str).encode())
+        return self.write_bytes(
+            key, json.dumps(redact_obj(value, urls_only=True), indent=2, sort_keys=True, default=str).encode()
+        )
 
     def read_json(self, key: str) -> Any:
         return json.loads(self.read_bytes(key))

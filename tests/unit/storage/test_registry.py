@@ -8,7 +8,7 @@ from recsys_tasks.storage import registry
 from recsys_tasks.storage.artifacts import ArtifactStore
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     if request.param == "local":
         store = ArtifactStore(str(tmp_path / "artifacts"))

@@ -1,17 +1,24 @@
 """Every DAG file imports cleanly and follows the project's conventions."""
 
+import os
 from pathlib import Path
 
 import pytest
 
-DAGS = Path(__file__).resolve().parents[1] / "dags"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
 @pytest.fixture(scope="module")
 def dagbag():
+    """The DAGs as shipped: the deployment's defaults, not the suite's RECSYS_TASK_RETRIES=0."""
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS))
+    saved = os.environ.pop("RECSYS_TASK_RETRIES", None)
+    try:
+        return DagBag(dag_folder=str(DAGS))
+    finally:
+        if saved is not None:
+            os.environ["RECSYS_TASK_RETRIES"] = saved
 
 
 def test_no_import_errors(dagbag):
@@ -31,7 +38,7 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag):
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             assert task.owner == "recsys", (dag_id, task.task_id)
-            assert task.retries >= 0, (dag_id, task.task_id)
+            assert task.retries >= 2, (dag_id, task.task_id)  # a night survives a lost worker or a blip
             if dag_id in PIPELINE_DAGS:  # their failures are recorded in the run table
                 assert task.on_failure_callback, (dag_id, task.task_id)
 

@@ -22,7 +22,9 @@ from recsys_tasks.config import config_from_env
 def big_run(users: int, k: int = 10, tag: str = "a") -> pd.DataFrame:
     user = pd.Series([f"u{u}" for u in range(users)]).repeat(k).to_numpy()
     rank = list(range(1, k + 1)) * users
-    return pd.DataFrame({"user_id": user, "rank": rank, "item_id": [f"{tag}{r}" for r in rank], "score": 1.0, "model_version": f"m-{tag}"})
+    return pd.DataFrame(
+        {"user_id": user, "rank": rank, "item_id": [f"{tag}{r}" for r in rank], "score": 1.0, "model_version": f"m-{tag}"}
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,7 +40,9 @@ def target(request, tmp_path):
 
 def snapshot(engine, tables):
     with engine.connect() as conn:
-        return conn.exec_driver_sql(f"SELECT run_id, COUNT(*), MIN(model_version), MAX(model_version) FROM {tables.view} GROUP BY run_id").all()
+        return conn.exec_driver_sql(
+            f"SELECT run_id, COUNT(*), MIN(model_version), MAX(model_version) FROM {tables.view} GROUP BY run_id"
+        ).all()
 
 
 def test_a_polling_reader_sees_one_whole_run_at_every_moment(target):

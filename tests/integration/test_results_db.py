@@ -95,7 +95,9 @@ def test_the_fallback_list_and_similar_items_switch_with_the_users_lists(db):
         results_db.publish_recommendations(engine, tables, run_id, rows(tag=tag), 1, companions=companions(tag))
     with engine.connect() as conn:
         fallback = conn.exec_driver_sql(f"SELECT run_id, rank, item_id FROM {tables.fallback_view} ORDER BY rank").all()
-        similar = conn.exec_driver_sql(f"SELECT similar_item_id FROM {tables.similar_view} WHERE item_id = 'x' ORDER BY rank").all()
+        similar = conn.exec_driver_sql(
+            f"SELECT similar_item_id FROM {tables.similar_view} WHERE item_id = 'x' ORDER BY rank"
+        ).all()
         kept = set(conn.exec_driver_sql(f"SELECT DISTINCT run_id FROM {tables.similar}").scalars())
     assert fallback == [("run-2", 1, "b-hot"), ("run-2", 2, "b-warm")] and [s for (s,) in similar] == ["b1", "b2"]
     assert kept == {"run-2"}  # retired with the run's lists
@@ -162,7 +164,10 @@ def test_tables_of_an_older_version_are_upgraded_in_place(db):
             "model_version VARCHAR(100) NOT NULL, generated_at TIMESTAMP WITH TIME ZONE NOT NULL, "
             "PRIMARY KEY (run_id, user_id, rank))"
         )
-        conn.exec_driver_sql(f"CREATE TABLE {tables.pointer} (view_name VARCHAR(100) PRIMARY KEY, run_id VARCHAR(250) NOT NULL, switched_at TIMESTAMP WITH TIME ZONE NOT NULL)")
+        conn.exec_driver_sql(
+            f"CREATE TABLE {tables.pointer} (view_name VARCHAR(100) PRIMARY KEY, run_id VARCHAR(250) NOT NULL, "
+            "switched_at TIMESTAMP WITH TIME ZONE NOT NULL)"
+        )
         conn.exec_driver_sql(
             f"CREATE VIEW {tables.view} AS SELECT r.run_id, r.user_id, r.rank, r.item_id, r.score, r.model_version, "
             f"r.generated_at FROM {tables.results} r JOIN {tables.pointer} p ON p.run_id = r.run_id"

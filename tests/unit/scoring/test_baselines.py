@@ -5,7 +5,7 @@ import pytest
 
 from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.scoring.evaluation import ease_scorer, evaluate, item_knn_scorer, popularity_scorer
+from recsys_tasks.scoring.evaluation import ease_scorer, full_ranking_metrics, item_knn_scorer, popularity_scorer
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,6 @@ def test_item_to_item_baselines_beat_popularity_on_sequential_data(data, make):
     seqs, split = data
     popularity = item_popularity(seqs, split)
     test_end = split.train_end + 1
-    baseline = evaluate(make(seqs, split.train_end), seqs, split.eval_users, test_end)["NDCG@10"]
-    popular = evaluate(popularity_scorer(popularity), seqs, split.eval_users, test_end)["NDCG@10"]
+    baseline = full_ranking_metrics(make(seqs, split.train_end), seqs, split.eval_users, test_end)["NDCG@10"]
+    popular = full_ranking_metrics(popularity_scorer(popularity), seqs, split.eval_users, test_end)["NDCG@10"]
     assert baseline > popular

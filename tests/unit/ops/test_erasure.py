@@ -23,7 +23,10 @@ GONE = "erase-me-7f3a"  # cannot occur by accident in anything the pipeline writ
 
 def test_ids_match_whole():
     pattern = id_pattern(["u1", "a.b"])
-    assert pattern.sub("#", "u1, u12, xu1, 'u1', a.b, a.bc, u1.5, 0.u1, [u1], u1.") == "#, u12, xu1, '#', #, a.bc, u1.5, 0.u1, [#], #."
+    assert (
+        pattern.sub("#", "u1, u12, xu1, 'u1', a.b, a.bc, u1.5, 0.u1, [u1], u1.")
+        == "#, u12, xu1, '#', #, a.bc, u1.5, 0.u1, [#], #."
+    )
 
 
 def test_json_scrubbing_leaves_items_alone():
@@ -145,7 +148,9 @@ def test_a_forgotten_user_leaves_no_trace_in_tables_or_artifacts(deployment):
     engine.dispose()
     assert view["user_id"].nunique() == 299 and set(view["run_id"]) == {outcome["run_id"]}
     seqs = Sequences.from_bytes(_read(s3, bucket, f"recsys/runs/{key}/sequences.npz"))
-    rebuilt = build_sequences(pd.read_parquet(io.BytesIO(_read(s3, bucket, f"recsys/runs/{key}/interactions.parquet"))), seqs.item_ids)
+    rebuilt = build_sequences(
+        pd.read_parquet(io.BytesIO(_read(s3, bucket, f"recsys/runs/{key}/interactions.parquet"))), seqs.item_ids
+    )
     assert seqs.user_ids == rebuilt.user_ids and seqs.items.tolist() == rebuilt.items.tolist()
 
     again = forget_users(config, [GONE])

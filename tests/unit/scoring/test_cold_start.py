@@ -27,7 +27,9 @@ def test_a_regression_from_content_recovers_the_direction_of_an_unseen_embedding
     embeddings = features @ rng.normal(size=(8, 4))
     warm = np.arange(200) < 180
     predicted = cold_item_vectors(embeddings, features, warm, ~warm)
-    cosine = (predicted * embeddings[~warm]).sum(1) / np.linalg.norm(predicted, axis=1) / np.linalg.norm(embeddings[~warm], axis=1)
+    cosine = (
+        (predicted * embeddings[~warm]).sum(1) / np.linalg.norm(predicted, axis=1) / np.linalg.norm(embeddings[~warm], axis=1)
+    )
     assert cosine.min() > 0.99
     assert np.allclose(np.linalg.norm(predicted, axis=1), np.median(np.linalg.norm(embeddings[warm], axis=1)))
 

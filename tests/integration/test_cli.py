@@ -68,7 +68,9 @@ def test_show_and_runs_say_what_is_there(tmp_path):
     env = clean_env(tmp_path, RECSYS_DB_URL=f"sqlite:///{tmp_path / 'r.db'}")
     missing = recsys("show", "--run-id", "nope", env=env)
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines() == [f"error: no run 'nope' in sqlite:///{tmp_path / 'r.db'}; `recsys runs` lists them"]
+    assert missing.stderr.strip().splitlines() == [
+        f"error: no run 'nope' in sqlite:///{tmp_path / 'r.db'}; `recsys runs` lists them"
+    ]
     empty = recsys("runs", env=env)
     assert empty.returncode == 0 and empty.stdout.startswith("no runs yet")
 

@@ -21,7 +21,7 @@ from recsys_tasks.storage.retention import apply_retention, prune_runs, runs_to_
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.integration)])
 def store(request, tmp_path):
     if request.param == "local":
         return ArtifactStore(str(tmp_path / "artifacts"))

@@ -85,7 +85,9 @@ def test_two_publishers_take_turns_and_never_interleave(pg):
             spans[run_id].append(time.perf_counter())
 
         try:
-            results_db.publish_recommendations(results_db.make_engine(url), tables, run_id, big_run(300, tag=run_id), 5, on_switch)
+            results_db.publish_recommendations(
+                results_db.make_engine(url), tables, run_id, big_run(300, tag=run_id), 5, on_switch
+            )
         except StalePublishError as exc:
             errors[run_id] = exc
 

@@ -151,7 +151,11 @@ def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
     found = console.user_lookup(dep, "1", history=2)
     assert found["run_id"] == GOOD and found["model_version"] == "v-1"
     assert found["columns"] == ["rank", "item_id", "score", "strategy", "variant"]
-    assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [(1, "b", "model"), (2, "c", "model"), (3, "d", "model")]
+    assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [
+        (1, "b", "model"),
+        (2, "c", "model"),
+        (3, "d", "model"),
+    ]
     assert [e["item_id"] for e in found["history"]] == ["g", "f"]  # the last two, newest first
     assert found["history"][0]["ts"] == "1970-01-05 00:00 UTC"
     nobody = console.user_lookup(dep, "404")

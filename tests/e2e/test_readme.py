@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from helpers import stop_process_group
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 
 # (pattern, replacement): the sizes, ports and paths of the README, shrunk for a test
@@ -99,7 +99,9 @@ def open_ui(command: str, env: dict, logs: Path) -> dict:
     port = free_port()
     command = re.sub(r"^(UI_PORT=\d+ )?", f"UI_PORT={port} ", command)
     with open(logs, "w") as log:
-        proc = subprocess.Popen(command, shell=True, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, shell=True, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 240

@@ -74,7 +74,7 @@ def test_column_mapping_and_time_window(tmp_path):
     assert len(frame) == (LOG["ts"] >= since).sum() and frame["ts"].min() >= since
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def test_sql_table_with_mapping_and_window(backend, tmp_path, request):
     url = f"sqlite:///{tmp_path / 'src.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     renamed = LOG.rename(columns={"user_id": "uid", "ts": "happened_at"})

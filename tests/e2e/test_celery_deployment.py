@@ -37,7 +37,7 @@ from conftest import POSTGRES_URL
 
 from recsys_tasks.storage.layout import run_key
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DAG_ID = "recsys_nightly"
 CONSUMER_DAG_ID = "recsys_downstream_example"

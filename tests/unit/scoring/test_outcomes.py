@@ -31,7 +31,9 @@ def test_hit_rate_ndcg_and_weighted_hits_are_what_a_hand_count_gives():
         "item_id": ["y", "y", "w", "k", "r", "x"],
         "event_type": ["view", "purchase", "view", "view", "add_to_cart", "purchase"],
     })
-    rows = outcomes.score_lists(lists, events, {"purchase": 3, "add_to_cart": 2}, catalogue_items=10).set_index(["strategy", "variant"])
+    rows = outcomes.score_lists(lists, events, {"purchase": 3, "add_to_cart": 2}, catalogue_items=10).set_index(
+        ["strategy", "variant"]
+    )
     model = rows.loc[("model", "model")]
     assert (model["active_users"], model["hit_users"], model["hit_rate"]) == (2, 1, 0.5)
     # a: relevant {y, w}, y at rank 2: DCG 1/log2(3), ideal 1 + 1/log2(3); b: 0
@@ -136,6 +138,8 @@ def test_two_nights_outcomes_match_a_hand_count_and_the_holdout_is_stable(two_ni
     assert cli.returncode == 0, cli.stderr
     shown = {(r["strategy"], r["variant"]): r for r in json.loads(cli.stdout)}
     assert shown[("all", "model")]["hit_users"] == expected["model"][1]
-    table = subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", "outcomes"], capture_output=True, text=True, timeout=120)
+    table = subprocess.run(
+        [sys.executable, "-m", "recsys_tasks.ops.cli", "outcomes"], capture_output=True, text=True, timeout=120
+    )
     print(table.stdout)
     assert table.returncode == 0 and "uplift of the model over control" in table.stdout, table.stdout + table.stderr

@@ -7,7 +7,7 @@ import torch
 
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.learning.model import PAD, SequenceEncoder
-from recsys_tasks.learning.objective_registry import OBJECTIVE_NAMES, finetune_objective, make_objective
+from recsys_tasks.learning.objective_builder import OBJECTIVE_NAMES, finetune_objective, make_objective
 from recsys_tasks.learning.objectives import PositionWeights
 from recsys_tasks.learning.training import Checkpoints, checkpoint_bytes, read_checkpoint, train, warm_start
 
@@ -30,7 +30,9 @@ def sequences(n_users=32, n_items=20, length=9, seed=0):
 
 
 ITEM_IDS = [f"i{n}" for n in range(1, 21)]
-ATTRIBUTES = pd.DataFrame({"item_id": ITEM_IDS * 2, "attribute": [f"brand{n % 3}" for n in range(20)] + [f"cat{n % 4}" for n in range(20)]})
+ATTRIBUTES = pd.DataFrame(
+    {"item_id": ITEM_IDS * 2, "attribute": [f"brand{n % 3}" for n in range(20)] + [f"cat{n % 4}" for n in range(20)]}
+)
 
 
 def objective_for(name, model):
@@ -188,7 +190,9 @@ def test_a_restarted_run_resumes_where_it_stopped_and_matches_an_unbroken_one(em
     assert read_checkpoint(store["state"], "checkpoint")["result"]["epochs_run"] == 2  # the task "dies" here
 
     restarted = fresh_model()
-    resumed = train(restarted, objective_for("next_item", restarted), rows, config, epochs=4, validate=validate, checkpoints=checkpoints)
+    resumed = train(
+        restarted, objective_for("next_item", restarted), rows, config, epochs=4, validate=validate, checkpoints=checkpoints
+    )
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     assert [round(h["loss"], 6) for h in resumed.history] == [round(h["loss"], 6) for h in expected.history]
     for a, b in zip(unbroken.state_dict().values(), restarted.state_dict().values(), strict=True):

@@ -12,7 +12,11 @@ from recsys_tasks.errors import SourceError, SourceNotLandedError
 
 
 def test_a_missing_file_folder_or_table_is_not_landed_yet_and_retryable(tmp_path):
-    for uri in (str(tmp_path / "tonight.csv"), str(tmp_path / "daily" / "*.parquet"), f"sqlite:///{tmp_path / 'x.db'}?table=events"):
+    for uri in (
+        str(tmp_path / "tonight.csv"),
+        str(tmp_path / "daily" / "*.parquet"),
+        f"sqlite:///{tmp_path / 'x.db'}?table=events",
+    ):
         try:
             read_interactions(uri)
         except SourceNotLandedError as exc:

@@ -98,7 +98,11 @@ def _client_error(status, code):
 
 def test_s3_uploads_survive_transient_failures(s3_store, monkeypatch):
     store = s3_store
-    flaky = [_client_error(503, "SlowDown"), EndpointConnectionError(endpoint_url="http://s3"), _client_error(500, "InternalError")]
+    flaky = [
+        _client_error(503, "SlowDown"),
+        EndpointConnectionError(endpoint_url="http://s3"),
+        _client_error(500, "InternalError"),
+    ]
     put, attempts = _failing(store._s3.put_object, flaky)
     monkeypatch.setattr(store._s3, "put_object", put)
     store.write_bytes("models/v2/model.pt", b"weights")

@@ -22,7 +22,7 @@ from recsys_tasks.errors import ArtifactError
 from recsys_tasks.learning.distributed import target_name
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.learning.model import PAD, SequenceEncoder
-from recsys_tasks.learning.objective_registry import make_objective
+from recsys_tasks.learning.objective_builder import make_objective
 from recsys_tasks.learning.objectives import MaskedItem, NextItem, PositionWeights, SampledNextItem
 from recsys_tasks.learning.training import length_buckets
 from recsys_tasks.ops.bench import BENCH_TRAIN, NIGHTLY_PRETRAINING, pretraining_names, run_benchmark
@@ -84,7 +84,9 @@ def test_event_weights_multiply_each_targets_cross_entropy_and_keep_the_divisor(
     # the sampled objective and soft labels weigh targets the same way
     encoder = SequenceEncoder(4, ModelConfig(d_model=8, n_layers=1, n_heads=1, max_len=4, dropout=0.0)).eval()
     doubled = dataclasses.replace(weights, events=torch.full((2, 5), 2.0))
-    sampled = [SampledNextItem(uniform=3).loss(encoder, LONG, torch.Generator().manual_seed(0), w).item() for w in (weights, doubled)]
+    sampled = [
+        SampledNextItem(uniform=3).loss(encoder, LONG, torch.Generator().manual_seed(0), w).item() for w in (weights, doubled)
+    ]
     assert sampled[1] == pytest.approx(2 * sampled[0])
     soft = NextItem(future_decay=0.2).loss(FixedScores(), LONG[:1], generator, dataclasses.replace(weights, events=events[:1]))
     soft_plain = NextItem(future_decay=0.2).loss(FixedScores(), LONG[:1], generator, weights)
@@ -115,7 +117,9 @@ def test_soft_future_labels_are_the_next_items_weighted_by_decay_to_the_power_of
     loss = NextItem(future_decay=0.2, future_items=2).loss(FixedScores(), row, torch.Generator())
     assert loss.item() == pytest.approx(sum(expected) / 3)
     weights = PositionWeights(batch_size=2, mean_length=2.5)  # 1.5 targets a row, 3 an average batch
-    assert NextItem(future_decay=0.2).loss(FixedScores(), row, torch.Generator(), weights).item() == pytest.approx(sum(expected) / 3)
+    assert NextItem(future_decay=0.2).loss(FixedScores(), row, torch.Generator(), weights).item() == pytest.approx(
+        sum(expected) / 3
+    )
     # decay 0 is plain next-item prediction
     plain = NextItem().loss(FixedScores(), row, torch.Generator()).item()
     assert NextItem(future_decay=0.0).loss(FixedScores(), row, torch.Generator()).item() == pytest.approx(plain)
@@ -254,7 +258,9 @@ class PlantedPayload:
 
 
 def local_run(tmp_path) -> RunContext:
-    return RunContext("planted", PipelineConfig(source_uri="unused", db_url="sqlite://", artifact_root=str(tmp_path / "artifacts")))
+    return RunContext(
+        "planted", PipelineConfig(source_uri="unused", db_url="sqlite://", artifact_root=str(tmp_path / "artifacts"))
+    )
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])

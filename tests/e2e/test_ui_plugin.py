@@ -39,7 +39,7 @@ from recsys_tasks.data.sources import read_interactions, write_interactions
 from recsys_tasks.storage import registry
 from recsys_tasks.storage.artifacts import ArtifactStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # the README's screenshots are refreshed with RECSYS_SCREENSHOTS=docs/screenshots; a plain run
 # keeps its pictures out of the checkout
 SHOTS = Path(os.environ.get("RECSYS_SCREENSHOTS") or tempfile.mkdtemp(prefix="recsys-shots-")).resolve()
@@ -72,7 +72,9 @@ def _environment(home: Path) -> dict[str, str]:
 
 def _recsys(env: dict[str, str], *args: str, expect: int = 0) -> str:
     done = subprocess.run([str(BIN / "recsys"), *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == expect, f"recsys {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == expect, (
+        f"recsys {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -127,7 +129,9 @@ def browser():
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    )
     driver.implicitly_wait(0)
     yield driver
     driver.quit()
@@ -149,7 +153,10 @@ def wait_text(driver: WebDriver, css: str, predicate, timeout: float = 20) -> st
     def ready(d):
         text = d.find_element(By.CSS_SELECTOR, css).text
         return text if predicate(text) else False
-    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(ready)
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        ready
+    )
 
 
 def login(driver: WebDriver, site: dict, user: str) -> None:

@@ -56,7 +56,12 @@ def test_a_retailrocket_style_parquet_maps_every_column_and_reads_epoch_ms(tmp_p
     pd.DataFrame({"timestamp": ms, "visitorid": [7, 8, 7], "event": ["view", "addtocart", "view"],
                   "itemid": [101, 102, 101], "transactionid": [None, None, None]}).to_parquet(tmp_path / "events.parquet")
     frame = read_interactions(str(tmp_path / "events.parquet"))
-    assert frame.attrs["column_mapping"] == {"user_id": "visitorid", "item_id": "itemid", "ts": "timestamp", "event_type": "event"}
+    assert frame.attrs["column_mapping"] == {
+        "user_id": "visitorid",
+        "item_id": "itemid",
+        "ts": "timestamp",
+        "event_type": "event",
+    }
     assert frame["ts"].tolist() == DATES.tolist() and frame["user_id"].tolist() == ["7", "8", "7"]
 
 
@@ -110,7 +115,12 @@ def test_a_sqlite_table_with_aliases_and_epoch_ms_is_windowed_after_reading(tmp_
         conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", list(rows))
     uri = f"sqlite:///{db}?table=events"
     frame = read_interactions(uri, SourceOptions(since=DATES[1]))
-    assert frame.attrs["column_mapping"] == {"user_id": "visitorid", "item_id": "product_id", "ts": "created_at", "event_type": "action"}
+    assert frame.attrs["column_mapping"] == {
+        "user_id": "visitorid",
+        "item_id": "product_id",
+        "ts": "created_at",
+        "event_type": "action",
+    }
     assert frame["ts"].tolist() == DATES[1:].tolist() and frame["event_type"].tolist() == ROWS["event_type"][1:]
     with sqlite3.connect(db) as conn:
         conn.execute("ALTER TABLE events ADD COLUMN event_time TEXT")
