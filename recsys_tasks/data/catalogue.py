@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from recsys_tasks.data.columns import ALIASES, normalise
 from recsys_tasks.data.formats import parse, parse_item_attributes
 from recsys_tasks.data.sources import iter_files, parse_sql_source
+from recsys_tasks.db.sources import read_table
 from recsys_tasks.errors import DataValidationError, SourceError
 from recsys_tasks.redact import redact
 
@@ -47,14 +48,10 @@ class Catalogue:
 def read_catalogue(uri: str) -> Catalogue:
     """The catalogue at `uri`, any shape above; a malformed one raises SourceError naming it."""
     if (sql := parse_sql_source(uri)) is not None:
-        engine = sa.create_engine(sql.url)
         try:
-            with engine.connect() as conn:
-                frame = pd.read_sql(sa.text(f'SELECT * FROM "{sql.table}"'), conn)
+            frame = read_table(sql.url, sql.table)
         except sa.exc.SQLAlchemyError as exc:
             raise SourceError(f"catalogue {redact(uri)}: {type(exc).__name__}: {redact(str(exc.orig or exc))[:300]}") from None
-        finally:
-            engine.dispose()
         return catalogue_from_frame(frame, redact(uri))
     parts = []
     for name, data in iter_files(uri):

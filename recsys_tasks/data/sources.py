@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from recsys_tasks.config import environment
 from recsys_tasks.data.columns import CANONICAL_COLUMNS, SETTING, renamed, resolve_columns
 from recsys_tasks.data.formats import NAMED_COLUMN_FORMATS, detect_format, parse, parse_item_attributes
+from recsys_tasks.db.sources import read_log_table, replace_table
 from recsys_tasks.db.tables import sqlite_file
 from recsys_tasks.errors import SourceError, SourceNotLandedError
 from recsys_tasks.redact import redact
@@ -127,28 +128,17 @@ def _merged(mappings: list[dict[str, str]]) -> dict[str, str]:
 def _read_sql(sql: SqlTable, uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, str]]:
     if (db_file := sqlite_file(sql.url)) is not None and not db_file.exists():
         raise SourceNotLandedError(f"SQLite database {db_file} does not exist (source {uri!r}): not landed yet?")
-    engine = sa.create_engine(sql.url)
+
+    def choose(columns: list[str]) -> dict[str, str]:
+        return resolve_columns(columns, dict(options.columns), f"table {sql.table!r}")
+
     try:
-        table = sa.Table(sql.table, sa.MetaData(), autoload_with=engine)
-        mapping = resolve_columns([c.name for c in table.c], dict(options.columns), f"table {sql.table!r}")
-        query = sa.select(*(table.c[source].label(canonical) for canonical, source in mapping.items()))
-        ts_column = table.c[mapping["ts"]] if "ts" in mapping else None
-        # an epoch-number column cannot be compared with a date in SQL (its unit is only known
-        # from the values); read_interactions applies the window to those after reading
-        if options.since is not None and ts_column is not None and not isinstance(ts_column.type, (sa.Integer, sa.Numeric)):
-            # compare in the column's own type: SQLite stores text, PostgreSQL timestamps
-            bound = (
-                options.since.strftime("%Y-%m-%d %H:%M:%S") if engine.dialect.name == "sqlite" else options.since.to_pydatetime()
-            )
-            query = query.where(ts_column >= bound)
-        with engine.connect() as conn:
-            return pd.read_sql(query, conn), renamed(mapping)
+        frame, mapping = read_log_table(sql.url, sql.table, choose, options.since)
     except sa.exc.NoSuchTableError:
         raise SourceNotLandedError(f"no table {sql.table!r} in {redact(sql.url)}: not landed yet?") from None
     except sa.exc.SQLAlchemyError as exc:
         raise SourceError(f"cannot read table {sql.table!r} from {redact(sql.url)}: {redact(str(exc))}") from exc
-    finally:
-        engine.dispose()
+    return frame, renamed(mapping)
 
 
 _GLOB = re.compile(r"[*?\[]")
@@ -284,14 +274,7 @@ def write_interactions(frame: pd.DataFrame, target: str) -> str:
     """Write a canonical frame to a SQL table (replacing it) or a CSV/Parquet file."""
     sql = parse_sql_source(target)
     if sql is not None:
-        if (db_file := sqlite_file(sql.url)) is not None:
-            db_file.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(sql.url)
-        try:
-            with engine.begin() as conn:
-                frame.to_sql(sql.table, conn, if_exists="replace", index=False, chunksize=10_000)
-        finally:
-            engine.dispose()
+        replace_table(sql.url, sql.table, frame)
         return target
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
