@@ -9,8 +9,10 @@ popularity -> **gate** -> **generate** top-K per user in shards -> **publish** a
 to `recommendations`, read through the `recommendations_current` view.
 
 A failed validation or a rejected model stops the run before anything is published, so
-readers keep the previous run. Trigger with parameters from the UI ("Trigger DAG" with
-config) or `recsys run --param top_k=20 --param epochs=5`.
+readers keep the previous run. On a first night (no production model yet) a rejected
+candidate gives way to the strongest baseline: its lists are published (`strategy` names it,
+the run's model version is `baseline-<name>`), so readers never get nothing. Trigger with
+parameters from the UI ("Trigger DAG" with config) or `recsys run --param top_k=20 --param epochs=5`.
 
 **Schedule.** 02:00 UTC every day, unless the operator sets `RECSYS_SOURCE_ASSET` to the URI
 of the Asset that the interaction log's producer updates (for example
@@ -67,15 +69,17 @@ def recsys_nightly():
         return call("evaluate", prepared["sequences"], trained["model_version"])
 
     @task.short_circuit
-    def gate(trained: dict, evaluation: dict) -> bool:
-        return call("gate", trained["model_version"], evaluation)["blessed"]
+    def gate(trained: dict, evaluation: dict) -> dict:
+        # what to publish (the candidate, or on a first night the strongest baseline); empty skips it
+        decision = call("gate", trained["model_version"], evaluation)
+        return decision if decision["publish"] else {}
 
     extracted, prepared = ingest_tasks()
     encoder = pretrain_task(force=False)(extracted, prepared)  # reuses the weekly encoder unless missing or forced
     trained = finetune(extracted, prepared, encoder)
     prepared >> track_outcomes(extracted) >> trained  # the lists readers saw are scored before anything replaces them
-    blessed = gate(trained, evaluate(prepared, trained))
-    serve_tasks(prepared, trained, after=blessed, outlets=[RECOMMENDATIONS])
+    decision = gate(trained, evaluate(prepared, trained))
+    serve_tasks(prepared, decision, after=decision, outlets=[RECOMMENDATIONS])
 
 
 recsys_nightly()

@@ -12,6 +12,7 @@ from recsys_tasks import db
 from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, typed_params
 from recsys_tasks.errors import RecsysError
 from recsys_tasks.redact import redact
+from recsys_tasks.storage import layout
 
 if TYPE_CHECKING:
     from recsys_tasks.storage.deployment import Deployment
@@ -73,6 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"run {outcome['run_id']}: candidate rejected by the gate, readers keep the previous run: "
                   f"{summary['message']}", file=sys.stderr)
             return 3
+        if (baseline := layout.baseline_of(summary["model_version"])) is not None:
+            print(f"run {outcome['run_id']}: the candidate was rejected and no model is in production, so the "
+                  f"{baseline} baseline's lists were published: {summary['message']}", file=sys.stderr)
         return 0
     reason = summary.get("message") or (f"failed tasks: {', '.join(failed)}" if failed else f"DAG run {outcome['state']}")
     print(f"error: run {outcome['run_id']} ended {summary['status']}: {reason}", file=sys.stderr)
@@ -152,7 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from recsys_tasks.storage import layout, registry
+    from recsys_tasks.storage import registry
     from recsys_tasks.storage.artifacts import ArtifactStore
 
     config = _config(results_db=False)

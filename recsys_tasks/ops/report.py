@@ -10,6 +10,7 @@ from recsys_tasks.config import PipelineConfig
 from recsys_tasks.metrics import HEADLINE_METRICS, SELECTION_METRIC
 from recsys_tasks.redact import redact
 from recsys_tasks.scoring.report import SCORER_ORDER, metrics_table
+from recsys_tasks.storage import layout
 from recsys_tasks.storage.deployment import Deployment
 
 
@@ -31,6 +32,8 @@ def run_summary(config: PipelineConfig, run_id: str) -> dict[str, Any]:
         "metrics": picked("model"),
         "baseline_metrics": {name: picked(name) for name in SCORER_ORDER[1:] if metrics.get(name)} or None,
         "rows_written": record.get("rows_written"),
+        # which scorer made the published lists: the model, or a baseline on a night without one
+        "lists_from": (layout.baseline_of(record.get("model_version")) or "model") if record["status"] == "published" else None,
         "results_db": redact(config.db_url),
         "message": record.get("message"),
     }

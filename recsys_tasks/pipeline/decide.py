@@ -14,11 +14,10 @@ from recsys_tasks.metrics import list_overlap
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_data, scorer_for
 from recsys_tasks.scoring.evaluation import (
+    BASELINES,
     Scorer,
-    ease_scorer,
+    baseline_scorer,
     full_ranking_metrics,
-    item_knn_scorer,
-    popularity_scorer,
 )
 from recsys_tasks.scoring.inference import top_k_for_users
 from recsys_tasks.scoring.report import metrics_table, write_evaluation_report
@@ -47,15 +46,10 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     seqs, split = load_data(run, sequences)
     device = resolve_device(config.train.device)
     popularity = item_popularity(seqs, split)
-    scorers = {
-        "model": scorer_for(run, model_version, seqs, device),
-        "popularity": popularity_scorer(popularity),
-    }
     # the item-to-item baseline: EASE while its n x n inverse is affordable, item-kNN beyond
-    if seqs.n_items <= config.ease_max_items:
-        scorers["ease"] = ease_scorer(seqs, split.train_end)
-    else:
-        scorers["item_knn"] = item_knn_scorer(seqs, split.train_end)
+    item_to_item = "ease" if seqs.n_items <= config.ease_max_items else "item_knn"
+    scorers = {"model": scorer_for(run, model_version, seqs, device)}
+    scorers |= {name: baseline_scorer(name, seqs, split.train_end) for name in ("popularity", item_to_item)}
     production = registry.production_version(run.store)
     if production and production != model_version:
         scorers["production"] = scorer_for(run, production, seqs, device)
@@ -102,14 +96,13 @@ def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> 
     return {**comparison, "k": config.top_k}
 
 
-BASELINES = ("popularity", "ease", "item_knn")  # non-sequential scorers a candidate must beat
-
-
 def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
     """Bless the candidate only if it beats the strongest baseline it was evaluated with
     (popularity, EASE or item-kNN) by the configured margin, does not fall behind production
     (when there is one) by more than the tolerance, and does not replace too much of what
-    readers see."""
+    readers see. A rejected candidate leaves production's lists in place; with no production
+    model, the strongest baseline's lists are published instead (`publish`, `model_version`:
+    what the serving tasks generate, `baseline-<name>` for a baseline)."""
     config = run.config
     metric = config.selection_metric
     candidate = evaluation["model"][metric]
@@ -143,12 +136,20 @@ def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
             f"churn@{published['k']} {churn:.3f} {'<=' if holds else '>'} bound {config.gate_max_churn:.3f} "
             f"over {published['users']} users of the published run"
         )
-    reason = "; ".join(reasons)
-    decision = {"blessed": blessed, "model_version": model_version, "reason": reason}
+    decision = {"blessed": blessed, "candidate": model_version, "model_version": model_version, "publish": blessed}
+    if not blessed and "production" not in evaluation:
+        # a first night (nothing in production) never leaves readers with nothing when the run
+        # has lists better than none: the strongest baseline's, through the same generation path
+        decision.update(publish=True, model_version=layout.baseline_version(strongest), serves=strongest)
+        reasons.append(f"no production model to keep: publishing the strongest baseline's lists ({strongest}) instead")
+    decision["reason"] = reason = "; ".join(reasons)
     run.store.write_json(run.path(layout.GATE), decision)
     if blessed:
         log.info("candidate %s blessed: %s", model_version, reason)
         run.record("blessed", message=reason)
+    elif decision["publish"]:
+        log.warning("candidate %s rejected; the %s baseline's lists will be published: %s", model_version, strongest, reason)
+        run.record("baseline", model_version=decision["model_version"], message=reason)
     else:
         log.warning("candidate %s rejected, nothing will be published (kept for inspection): %s", model_version, reason)
         run.record("rejected", message=reason)

@@ -24,8 +24,8 @@ from recsys_tasks.learning.model import SequenceEncoder
 from recsys_tasks.learning.training import checkpoint_bytes, read_checkpoint
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.scoring.content import content_features, fill_cold_items
-from recsys_tasks.scoring.evaluation import Scorer, model_scorer, remapped_scorer
-from recsys_tasks.storage.layout import ATTRIBUTES, CATALOGUE, model_file
+from recsys_tasks.scoring.evaluation import Scorer, baseline_scorer, cooccurrence_vectors, model_scorer, remapped_scorer
+from recsys_tasks.storage.layout import ATTRIBUTES, CATALOGUE, baseline_of, model_file
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ def load_attributes(run: RunContext, item_attributes: str | None) -> pd.DataFram
 def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device, cold_start: bool = False) -> Scorer:
     """Scores of a registered model on today's sequences; a model trained on another
     vocabulary (yesterday's production) has its items matched to today's by id.
-    `cold_start`: catalogue items without events get content-predicted vectors first."""
+    `cold_start`: catalogue items without events get content-predicted vectors first.
+    A baseline's version (`baseline-ease`) scores with that baseline fitted on all events."""
+    if (baseline := baseline_of(model_version)) is not None:
+        return baseline_scorer(baseline, seqs, seqs.offsets[1:])
     checkpoint = load_torch(run, model_file(model_version))
     model = SequenceEncoder.from_checkpoint(checkpoint).eval().to(device)
     if checkpoint["item_ids"] == seqs.item_ids:
@@ -110,7 +113,10 @@ def business_rules(run: RunContext, seqs: Sequences) -> tuple[np.ndarray | None,
 def item_vectors(run: RunContext, model_version: str, seqs: Sequences) -> np.ndarray:
     """(n_items, d): the model's vector of each of today's items (row = token - 1): new
     catalogue items get their content-predicted vectors; items a model of another vocabulary
-    never saw (production, when regenerating) get zeros, so they have no similar items."""
+    never saw (production, when regenerating) get zeros, so they have no similar items. A
+    baseline has no item vectors: its night uses which users had which items instead."""
+    if baseline_of(model_version) is not None:
+        return cooccurrence_vectors(seqs)
     checkpoint = load_torch(run, model_file(model_version))
     model = SequenceEncoder.from_checkpoint(checkpoint).eval()
     if checkpoint["item_ids"] == seqs.item_ids:

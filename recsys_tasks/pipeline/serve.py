@@ -53,9 +53,8 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     control = outcomes.holdout_variant(np.asarray(seqs.user_ids, dtype=object)[users], run.config.holdout_fraction) == "control"
     blocked, caps = business_rules(run, seqs)
     with torch.no_grad():
-        frame = top_k_for_users(
-            scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked, caps=caps
-        )
+        frame = top_k_for_users(scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked,
+                                caps=caps, strategy=layout.baseline_of(model_version) or "model")
         frame = frame.assign(model_version=model_version, variant="model")
         if control.any():
             controls = control_lists(run, seqs, users[control], model_version, device, blocked, caps)
@@ -115,7 +114,8 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
     frames = (run.store.read_frame(s["key"]) for s in sorted(shards, key=lambda s: s["index"]))  # one at a time
 
     def promote() -> None:  # under the publisher lock, so the DB switch and the registry agree
-        registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
+        if layout.baseline_of(model_version) is None:  # a baseline's night leaves the registry as it is
+            registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
 
     lists = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar")} if extras else None
     try:

@@ -187,6 +187,34 @@ def item_knn_scorer(seqs: Sequences, train_end: np.ndarray, neighbours: int = 10
     return score
 
 
+BASELINES = ("popularity", "ease", "item_knn")  # the non-sequential scorers a candidate must beat
+
+
+def baseline_scorer(name: str, seqs: Sequences, history_end: np.ndarray) -> Scorer:
+    """A baseline fitted on every user's items before `history_end`: the evaluation's
+    (train_end) or, to publish a baseline's lists, all of them (`seqs.offsets[1:]`)."""
+    if name == "popularity":
+        _, positions = history_positions(seqs.offsets[:-1], history_end)
+        return popularity_scorer(np.bincount(seqs.items[positions], minlength=seqs.n_items + 1).astype(np.float64))
+    if name == "ease":
+        return ease_scorer(seqs, history_end)
+    if name == "item_knn":
+        return item_knn_scorer(seqs, history_end)
+    raise ValueError(f"no baseline {name!r}; one of {', '.join(BASELINES)}")
+
+
+def cooccurrence_vectors(seqs: Sequences, dims: int = 64) -> np.ndarray:
+    """(n_items, <= dims) item vectors from which users had which items (a truncated SVD of
+    the item x user matrix): items bought by the same users point the same way. What a
+    baseline night uses for similar items, having no trained item vectors."""
+    from sklearn.decomposition import TruncatedSVD
+
+    x = history_matrix(seqs, seqs.offsets[:-1], seqs.offsets[1:]).T.tocsr()[1:]  # (n_items, users)
+    if min(x.shape) < 2:
+        return np.zeros((x.shape[0], 1), dtype=np.float32)
+    return TruncatedSVD(min(dims, min(x.shape) - 1), random_state=0).fit_transform(x).astype(np.float32)
+
+
 def remapped_scorer(model: Encoder, model_item_ids: list[str], seqs: Sequences, device: torch.device) -> Scorer:
     """Score today's catalogue with a model trained on another vocabulary (production's).
 

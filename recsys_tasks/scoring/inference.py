@@ -25,15 +25,16 @@ def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> 
 
 def top_k_for_users(
     score: Scorer, seqs: Sequences, users: np.ndarray, k: int, min_history: int = 1, batch_size: int = 1024,
-    blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = (),
+    blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = (), strategy: str = "model",
 ) -> pd.DataFrame:
     """Frame `user_id, rank, item_id, score, strategy` (source ids), K rows per user at most.
 
     `score` is the model's scorer (`evaluation.model_scorer`) or any other. Users with fewer
     than `min_history` events get the most popular items instead, marked `strategy =
-    'popularity'`. A user who has seen nearly the whole catalogue gets fewer than K rows: an
-    item already seen is never recommended, nor one `blocked` ((n_items + 1,) bools over tokens:
-    unavailable or excluded items), whatever scored it. `caps`: (group per token, N) pairs; a
+    'popularity'`; the scorer's rows are marked `strategy` ("model", or a baseline's name). A
+    user who has seen nearly the whole catalogue gets fewer than K rows: an item already seen
+    is never recommended, nor one `blocked` ((n_items + 1,) bools over tokens: unavailable or
+    excluded items), whatever scored it. `caps`: (group per token, N) pairs; a
     list holds at most N items of one group (diversity, e.g. N per brand), the best-scored
     ones, the next best items filling the freed places. Memory is bounded by batch_size x n_items.
     """
@@ -69,7 +70,7 @@ def top_k_for_users(
                     "rank": ranks + 1,
                     "item_id": item_ids[top_tokens.numpy()[rows, ranks] - 1],
                     "score": top_scores.numpy()[rows, ranks].astype(np.float64),
-                    "strategy": np.where(fallback[rows], "popularity", "model"),
+                    "strategy": np.where(fallback[rows], "popularity", strategy),
                 }
             )
         )

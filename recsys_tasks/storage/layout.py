@@ -68,6 +68,19 @@ def model_version_for(run_id: str) -> str:
     return "v-" + hashlib.sha1(run_id.encode()).hexdigest()[:10]
 
 
+BASELINE_PREFIX = "baseline-"  # a "version" that names a baseline scorer, not a trained model
+
+
+def baseline_version(name: str) -> str:
+    """What a night that publishes a baseline's lists records as their model version (`baseline-ease`)."""
+    return f"{BASELINE_PREFIX}{name}"
+
+
+def baseline_of(version: str | None) -> str | None:
+    """`baseline-ease` -> `ease`; a trained model's version -> None."""
+    return version[len(BASELINE_PREFIX) :] if version and version.startswith(BASELINE_PREFIX) else None
+
+
 def model_file(version: str, name: str = MODEL_MARKER) -> str:
     """Key of `name` (model.pt, config.json, vocabulary.json, lineage.json, metrics.json,
     validation.json) in a model version's folder."""

@@ -2,12 +2,15 @@
 
 import pytest
 
-from helpers import read_view, run_record
+from helpers import read_companion, read_view, run_record
 from recsys_tasks import airflow_adapter
 from recsys_tasks import pipeline as stages
 from recsys_tasks.config import config_from_env, with_params
 from recsys_tasks.data.sources import write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.ops.report import run_summary
+from recsys_tasks.storage import registry
+from recsys_tasks.storage.artifacts import ArtifactStore
 
 
 def evaluation(model, popularity, **others):
@@ -34,14 +37,28 @@ def test_the_lift_is_measured_against_the_strongest_baseline(recsys_home):
     assert stages.gate(run, "v-b", evaluation(0.45, 0.05, ease=0.40))["blessed"] is True
 
 
-def test_a_run_whose_model_loses_to_ease_publishes_nothing(recsys_home, airflow_db):
+def test_a_first_night_whose_model_loses_to_ease_publishes_the_ease_lists_and_says_so(recsys_home, airflow_db):
+    """400 users x 150 items, one epoch: the candidate loses to EASE and nothing is in
+    production. Readers get EASE's lists (and the fallback list), not nothing."""
     config = config_from_env()
-    write_interactions(generate_interactions(SyntheticSpec(users=300, items=100, topics=5, seed=4)), config.source_uri)
+    write_interactions(generate_interactions(SyntheticSpec(users=400, items=150, topics=5, seed=4)), config.source_uri)
     outcome = airflow_adapter.run_dag("recsys_nightly", {"epochs": 1, "pretrain_epochs": 0, "top_k": 5, "num_shards": 1})
-    assert outcome["tasks"]["gate"] == "success" and outcome["tasks"]["publish"] == "skipped"
+    assert outcome["state"] == "success" and outcome["tasks"]["publish"] == "success", outcome
     record = run_record(config, outcome["run_id"])
     metrics = record["metrics"]
-    assert metrics["model"]["NDCG@10"] > metrics["popularity"]["NDCG@10"]  # the old gate would have passed it
-    assert metrics["model"]["NDCG@10"] <= metrics["ease"]["NDCG@10"]
-    assert record["status"] == "rejected" and "strongest baseline, ease" in record["message"]
-    assert read_view(config).empty
+    assert metrics["model"]["NDCG@10"] <= metrics["ease"]["NDCG@10"]  # the candidate was rightly rejected
+    assert record["status"] == "published" and record["model_version"] == "baseline-ease"
+    assert "strongest baseline, ease" in record["message"]
+    assert "publishing the strongest baseline's lists (ease)" in record["message"]
+    view = read_view(config)
+    assert view["user_id"].nunique() == 400 and set(view["strategy"]) <= {"ease", "popularity"}
+    assert (view["strategy"] == "ease").mean() > 0.9 and set(view["model_version"]) == {"baseline-ease"}
+    assert len(read_companion(config, "fallback")) == 5 and len(read_companion(config, "similar")) > 0
+    assert registry.production(ArtifactStore(config.artifact_root)) is None  # a baseline is never promoted
+    assert run_summary(config, outcome["run_id"])["lists_from"] == "ease"
+
+
+def test_a_gate_with_production_keeps_its_lists_and_publishes_no_baseline(run):
+    decision = stages.gate(run, "v-test", {**evaluation(0.10, 0.05, ease=0.30), "production": {"NDCG@10": 0.2},
+                                           "production_version": "v-1"})
+    assert decision["blessed"] is False and decision["publish"] is False and decision["model_version"] == "v-test"
