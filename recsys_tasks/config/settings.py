@@ -19,6 +19,7 @@ WARM_START = ("all", "embeddings")  # the whole encoder, or its item and positio
 SELF_SUPERVISED = ("contrastive", "attribute", "masked_item")  # objectives that need no labels
 SPLITS = ("leave_one_out", "time")
 DEDUP_KEEP = ("strongest", "first", "last")
+REPEATS = ("exclude", "allow")
 WARM_START_FROM = ("encoder", "production")
 HOLDOUT_CONTROLS = ("popularity", "production")
 FRESHNESS_SEVERITIES = ("warning", "error")
@@ -160,6 +161,11 @@ class PipelineConfig:
     dedup_keep: str = setting("strongest", "which of repeated (user, item) events is kept: the strongest "
                               "(event_weights, then value), the first or the last", choices=DEDUP_KEEP)
     # k-core bounds; 0 keeps everyone (every user still gets recommendations)
+    # "exclude": a user's repeated events of an item are one event (dedup_keep) and seen items are
+    # never recommended; "allow": repeated consumption stays in the sequences, seen items may be
+    # recommended (and are ranked when evaluating), for re-ordering and re-visiting
+    repeats: str = setting("exclude", "exclude (seen items never come again) or allow (repeat consumption is learned and "
+                           "recommended)", choices=REPEATS)
     min_user_events: int = setting(0, "k-core: drop users with fewer events", low=0, high=1000)
     min_item_events: int = setting(0, "k-core: drop items with fewer events", low=0, high=1000)
     # optional item attributes (JSON item -> [attr], or CSV/Parquet item_id, attribute)

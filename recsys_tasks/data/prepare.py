@@ -88,9 +88,11 @@ def build_sequences(
     a training target (`Sequences.weights`; None when no event weighs other than 1).
     `known_items` is the vocabulary of earlier runs: those ids keep their tokens and new ids are
     appended after them, so a token means the same item from one run to the next.
+    `keep="all"` keeps every event as given, repeats included (the published protocol, and
+    `repeats=allow`): a repeated target is then a miss wherever history items are excluded.
     """
-    if keep not in {"first", "last", "strongest"}:
-        raise ValueError(f"keep must be 'strongest', 'first' or 'last', got {keep!r}")
+    if keep not in {"first", "last", "strongest", "all"}:
+        raise ValueError(f"keep must be 'strongest', 'first', 'last' or 'all', got {keep!r}")
     weights = event_weights or {}
     kinds = frame["event_type"] if "event_type" in frame else pd.Series("", index=frame.index)
     events = frame[["user_id", "item_id", "ts"]].assign(_weight=kinds.map(lambda e: weights.get(str(e), 1.0)).astype(float))
@@ -102,7 +104,8 @@ def build_sequences(
         events = events.sort_values(["user_id", "ts", "item_id"], kind="stable")
     else:
         events = events.sort_values(["user_id", "ts", "item_id"], kind="stable")
-        events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
+        if keep != "all":
+            events = events.drop_duplicates(["user_id", "item_id"], keep=keep)
     events = k_core(events, min_user_events, min_item_events)
     known = list(known_items or [])
     seen = set(known)

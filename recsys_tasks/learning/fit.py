@@ -60,6 +60,7 @@ def fit(
     batches: Batching = length_buckets,
     epoch_figures: Callable[[SequenceEncoder], dict[str, float]] | None = None,
     metric: str = SELECTION_METRIC,
+    exclude_history: bool = True,
 ) -> Fitted:
     """Train a fresh encoder on every user's items before `split.train_end`.
 
@@ -82,7 +83,8 @@ def fit(
         device = resolve_device(train_config.device)
 
         def validation_ndcg(m: SequenceEncoder) -> float:
-            return full_ranking_metrics(model_scorer(m, seqs, device), seqs, split.eval_users, split.train_end)[metric]
+            scorer = model_scorer(m, seqs, device)
+            return full_ranking_metrics(scorer, seqs, split.eval_users, split.train_end, exclude_history=exclude_history)[metric]
 
         objective = finetune_objective(model, train_config, item_popularity(seqs, split), attributes, seqs.item_ids)
         event_weights = None  # what each target weighs (`event_weights` of its event's type)

@@ -70,7 +70,9 @@ def run_benchmark(
     target are reported: time to quality.
     """
     started = time.perf_counter()
-    seqs = build_sequences(read_interactions(data))
+    # the sequences exactly as the file gives them: a repeated last item is the test target, and
+    # a miss, since history items are excluded from the ranking (the published protocol)
+    seqs = build_sequences(read_interactions(data), keep="all")
     split = leave_one_out(seqs, min_length=3)
     device = resolve_device(train_config.device)
     attribute_rows = read_item_attributes(attributes) if attributes else None

@@ -55,7 +55,8 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         scorers["production"] = scorer_for(run, production, seqs, device)
     test_history_end = split.train_end + 1  # the validation item joins the history
     results: dict = {
-        name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity)
+        name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity,
+                                   exclude_history=config.repeats == "exclude")
         for name, scorer in scorers.items()
     }
     results.update(eval_users=int(len(split.eval_users)), production_version=production)

@@ -117,7 +117,8 @@ def prepare(run: RunContext, interactions: str) -> dict:
         below = pd.to_numeric(frame["value"], errors="coerce") < config.min_value  # no value: an implicit positive
         frame, below_min = frame[~below], int(below.sum())
         log.info("min_value %s: %d events below it are not positives", config.min_value, below_min)
-    seqs = build_sequences(frame, known, config.dedup_keep, config.min_user_events, config.min_item_events,
+    keep = "all" if config.repeats == "allow" else config.dedup_keep
+    seqs = build_sequences(frame, known, keep, config.min_user_events, config.min_item_events,
                            parse_event_weights(config.event_weights))
     if seqs.n_users == 0:
         raise DataValidationError(

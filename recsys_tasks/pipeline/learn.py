@@ -113,6 +113,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     fitted = fit(
         seqs, split, config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
         load_torch(run, encoder) if encoder else None, checkpoints_for(run, "finetune"),
+        metric=config.selection_metric, exclude_history=config.repeats == "exclude",
     )
     result = fitted.result
     log.info("fine-tuned %s over %d items", fitted.objective, seqs.n_items)

@@ -54,7 +54,8 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     blocked, caps = business_rules(run, seqs)
     with torch.no_grad():
         frame = top_k_for_users(scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked,
-                                caps=caps, strategy=layout.baseline_of(model_version) or "model")
+                                caps=caps, strategy=layout.baseline_of(model_version) or "model",
+                                exclude_history=run.config.repeats == "exclude")
         frame = frame.assign(model_version=model_version, variant="model")
         if control.any():
             controls = control_lists(run, seqs, users[control], model_version, device, blocked, caps)

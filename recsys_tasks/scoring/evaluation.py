@@ -83,14 +83,16 @@ def exclude_seen(scores: torch.Tensor, items: np.ndarray, starts: np.ndarray, en
 
 def target_ranks(
     scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray, batch_size: int = 1024,
-    top_k: int = 0,
+    top_k: int = 0, exclude_history: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """0-based rank of the item at `history_end[u]` given the history before it, per user,
     and (when `top_k`) each user's top-K tokens (U, K), for coverage and popularity bias.
 
     Ties count against the target (an item scored equal to it ranks ahead), so a constant
-    scorer cannot look good by luck. Scores exist one batch at a time: memory is bounded by
-    batch_size x n_items, whatever the number of users.
+    scorer cannot look good by luck. History items are excluded from the ranking (a repeated
+    target is then a miss, as in the published protocol) unless `exclude_history` is False
+    (`repeats=allow`: seen items may be recommended, so they are ranked too). Scores exist one
+    batch at a time: memory is bounded by batch_size x n_items, whatever the number of users.
     """
     ranks = np.empty(len(users), dtype=np.int64)
     tops = np.zeros((len(users), top_k), dtype=np.int64)
@@ -102,7 +104,8 @@ def target_ranks(
         batch = users[at]
         starts, ends = seqs.offsets[batch], history_end[batch]
         scores = scorer(batch, starts, ends)
-        exclude_seen(scores, seqs.items, starts, ends)
+        if exclude_history:
+            exclude_seen(scores, seqs.items, starts, ends)
         target = torch.as_tensor(seqs.items[ends])
         target_score = scores.gather(1, target[:, None])
         ranks[at] = ((scores >= target_score).sum(1) - 1).numpy()
@@ -113,11 +116,12 @@ def target_ranks(
 
 def full_ranking_metrics(
     scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
-    popularity: np.ndarray | None = None, k: int = 10,
+    popularity: np.ndarray | None = None, k: int = 10, exclude_history: bool = True,
 ) -> dict[str, float]:
     """Ranking metrics; with `popularity` (training counts per token) also catalogue
     coverage@K and the mean popularity percentile of the recommended items."""
-    ranks, tops = target_ranks(scorer, seqs, users, history_end, top_k=k if popularity is not None else 0)
+    top_k = k if popularity is not None else 0
+    ranks, tops = target_ranks(scorer, seqs, users, history_end, top_k=top_k, exclude_history=exclude_history)
     metrics = ranking_metrics(ranks)
     if popularity is not None:
         metrics.update(catalogue_metrics(tops, popularity, k))

@@ -26,6 +26,7 @@ def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> 
 def top_k_for_users(
     score: Scorer, seqs: Sequences, users: np.ndarray, k: int, min_history: int = 1, batch_size: int = 1024,
     blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = (), strategy: str = "model",
+    exclude_history: bool = True,
 ) -> pd.DataFrame:
     """Frame `user_id, rank, item_id, score, strategy` (source ids), K rows per user at most.
 
@@ -50,7 +51,8 @@ def top_k_for_users(
         fallback = (ends - starts) < min_history
         if fallback.any():
             scores[torch.as_tensor(fallback)] = popularity(batch[fallback], starts[fallback], ends[fallback])
-        exclude_seen(scores, seqs.items, starts, ends)
+        if exclude_history:  # `repeats=allow`: items of the history may come again
+            exclude_seen(scores, seqs.items, starts, ends)
         if never is not None:
             scores[:, never] = float("-inf")
         # with caps, a deeper candidate list, so that capped-out items can be replaced
