@@ -169,6 +169,35 @@ class WeightAverage:
             self.model.load_state_dict(dict(zip(self.names, trained, strict=True)), strict=False)
 
 
+def _validate_epoch(model: SequenceEncoder, average: WeightAverage, validate: Callable[[SequenceEncoder], float],
+                    epoch_figures: Callable[[SequenceEncoder], dict[str, float]] | None, entry: dict[str, Any],
+                    tick: float) -> tuple[dict[str, Any], float]:
+    """Score the epoch's model (its weight average, when on) into `entry`; a copy of the
+    weights as validated, and the seconds spent on `epoch_figures`."""
+    model.eval()
+    traced = 0.0
+    with average.applied():
+        entry["val"] = validate(model)
+        state = copy.deepcopy(model.state_dict())
+        entry["seconds_with_validation"] = round(time.perf_counter() - tick, 3)
+        if epoch_figures is not None:
+            watched = time.perf_counter()
+            entry.update(epoch_figures(model))
+            traced = time.perf_counter() - watched
+    return state, traced
+
+
+def over_budget(minutes: float, seconds: float, device: torch.device, world: int) -> bool:
+    """Whether `seconds` of training spent the budget (0: no budget). Under DDP the ranks
+    agree (the slowest decides), so all stop after the same epoch."""
+    spent = float(minutes > 0 and seconds >= minutes * 60)
+    if world > 1:
+        flag = torch.tensor([spent], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        spent = float(flag.item())
+    return spent > 0
+
+
 def _resume(saved: dict[str, Any], model: SequenceEncoder, objective: torch.nn.Module | None,
             optimizer: torch.optim.Optimizer, generator: torch.Generator) -> tuple[TrainResult, Any, int]:
     """Restore the state a checkpoint saved after an epoch; (result so far, best weights, stale epochs)."""
@@ -282,28 +311,18 @@ def train(
             "seq_per_s": len(rows) / max(seconds, 1e-9),
         }
         if validate is not None:
-            model.eval()
-            with average.applied():
-                entry["val"] = validate(model)
-                if result.best_score is None or entry["val"] > result.best_score:
-                    result.best_score, result.best_epoch, stale = entry["val"], epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    stale += 1
-                entry["seconds_with_validation"] = round(time.perf_counter() - tick, 3)
-                if epoch_figures is not None:
-                    watched = time.perf_counter()
-                    entry.update(epoch_figures(model))
-                    started += time.perf_counter() - watched  # tracing figures is not training time
+            improved, traced = _validate_epoch(model, average, validate, epoch_figures, entry, tick)
+            started += traced  # tracing figures is not training time
+            if result.best_score is None or entry["val"] > result.best_score:
+                result.best_score, result.best_epoch, stale, best_state = entry["val"], epoch, 0, improved
+            else:
+                stale += 1
         result.history.append(entry)
         result.epochs_run = epoch
-        eta = seconds * (epochs - epoch)
-        val = f" val={entry['val']:.4f}" if "val" in entry else ""
         if rank == 0:
-            log.info(
-                "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
-                objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], eta,
-            )
+            val = f" val={entry['val']:.4f}" if "val" in entry else ""
+            log.info("%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs", objective.name, epoch, epochs, entry["loss"], val,
+                     entry["seq_per_s"], seconds * (epochs - epoch))
         if checkpoints and rank == 0:
             result.seconds = time.perf_counter() - started
             checkpoints.save({
@@ -315,6 +334,10 @@ def train(
             })
         if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
+            break
+        if over_budget(config.train_minutes, time.perf_counter() - started, device, world):
+            log.info("%s: the %.1f-minute training budget is spent; stopping at epoch %d (best so far kept)",
+                     objective.name, config.train_minutes, epoch)
             break
     if best_state is not None:
         model.load_state_dict(best_state)

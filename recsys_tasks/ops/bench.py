@@ -164,7 +164,7 @@ def bench_command(args: Any) -> int:
     model, train = field_overrides(args.set, BENCH_MODEL, BENCH_TRAIN)
     changes = {"epochs": args.epochs, "patience": args.patience, "warm_start": args.warm_start,
                "auxiliary": args.auxiliary, "auxiliary_weight": args.auxiliary_weight,
-               "pretrain_epochs": args.pretrain_epochs}
+               "pretrain_epochs": args.pretrain_epochs, "train_minutes": args.train_minutes}
     train = dataclasses.replace(train, **{k: v for k, v in changes.items() if v is not None})
     objectives = pretraining_names(args.pretrain)  # None: the nightly's objectives
     runs: list[dict[str, Any]] = []

@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pretrain-epochs", type=int, default=None, help="default: the nightly's")
     bench.add_argument("--epochs", type=int, default=None, help="fine-tuning upper bound (default 200)")
     bench.add_argument("--patience", type=int, default=None, help="epochs without a better validation score (default 10)")
+    bench.add_argument("--train-minutes", type=float, default=None,
+                       help="training budget per stage in minutes, as the nightly's train_minutes (default: none)")
     bench.add_argument("--seed", type=int, default=42)
     bench.add_argument("--seeds", help="comma-separated seeds, one run each; the output adds mean, spread and range")
     bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

@@ -13,7 +13,8 @@ from recsys_tasks.data.sources import read_interactions, write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.storage.layout import run_key
 
-TINY = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3}
+# from the encoder: a candidate warm-started from production could not regress as these tests need
+TINY = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3, "warm_start_from": "encoder"}
 
 
 @pytest.fixture()

@@ -105,6 +105,17 @@ def test_events_weighted_by_type_change_what_fine_tuning_learns():
     assert weighted > unweighted  # purchases (weight 3) add twice their cross-entropy again
 
 
+def test_a_training_budget_stops_after_the_epoch_that_spends_it_and_keeps_the_best_epoch():
+    seqs = build_sequences(generate_interactions(SyntheticSpec(users=120, items=30, topics=3, seed=5)))
+    split = leave_one_out(seqs)
+    model = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=10, dropout=0.0)
+    unbounded = TrainConfig(batch_size=32, lr=1e-2, epochs=4, patience=10, device="cpu")
+    assert fit(seqs, split, model, unbounded).result.epochs_run == 4
+    budget = dataclasses.replace(unbounded, train_minutes=1e-6)  # spent by the first epoch
+    result = fit(seqs, split, model, budget).result
+    assert result.epochs_run == 1 and result.best_epoch == 1 and result.best_score is not None
+
+
 def test_soft_future_labels_are_the_next_items_weighted_by_decay_to_the_power_of_their_distance():
     # inputs (4, 1, 4, 1) -> targets at 3 positions: 1, 4, 1 (the padded first input has none)
     row = torch.tensor([[0, 4, 1, 4, 1]])
