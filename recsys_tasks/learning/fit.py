@@ -17,6 +17,7 @@ import torch
 
 from recsys_tasks.config import ModelConfig, TrainConfig
 from recsys_tasks.data.prepare import Sequences, Split, item_popularity, left_padded_windows
+from recsys_tasks.learning.checkpoints import warm_start
 from recsys_tasks.learning.model import SequenceEncoder
 from recsys_tasks.learning.objective_builder import finetune_objective, make_objective
 from recsys_tasks.learning.training import (
@@ -26,7 +27,6 @@ from recsys_tasks.learning.training import (
     length_buckets,
     resolve_device,
     train,
-    warm_start,
 )
 from recsys_tasks.metrics import SELECTION_METRIC
 from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer

@@ -37,11 +37,10 @@ log = logging.getLogger(__name__)
 # what the nightly DAG pretrains with, declared once in config.py
 NIGHTLY_PRETRAINING: str = next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "pretrain_objectives")
 
-# the setting of the plain SASRec reference in shared/datasets/README.md; pretraining as the nightly's
-BENCH_MODEL = ModelConfig(d_model=64, n_layers=2, n_heads=2, max_len=50, dropout=0.5)
-BENCH_TRAIN = TrainConfig(
-    pretrain_epochs=TrainConfig().pretrain_epochs, epochs=200, patience=10, batch_size=256, lr=1e-3,
-)
+# exactly what the nightly ships (the plain SASRec reference's setting in shared/datasets/README.md,
+# the frequency branch, the nightly's pretraining and its train_minutes budget)
+BENCH_MODEL = ModelConfig()
+BENCH_TRAIN = TrainConfig()
 
 
 def pretraining_names(objectives: str | tuple[str, ...] | None) -> str:

@@ -20,8 +20,8 @@ from recsys_tasks.data.catalogue import (
     items_with_attributes,
 )
 from recsys_tasks.data.prepare import Sequences, Split, split_for, token_map
+from recsys_tasks.learning.checkpoints import checkpoint_bytes, read_checkpoint
 from recsys_tasks.learning.model import SequenceEncoder
-from recsys_tasks.learning.training import checkpoint_bytes, read_checkpoint
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.scoring.content import content_features, fill_cold_items
 from recsys_tasks.scoring.evaluation import Scorer, baseline_scorer, cooccurrence_vectors, model_scorer, remapped_scorer

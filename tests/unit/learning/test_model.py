@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from recsys_tasks.config import ModelConfig, TrainConfig
+from recsys_tasks.learning.checkpoints import checkpoint_bytes, read_checkpoint, warm_start
 from recsys_tasks.learning.model import PAD, SequenceEncoder
 from recsys_tasks.learning.objective_builder import OBJECTIVE_NAMES, finetune_objective, make_objective
 from recsys_tasks.learning.objectives import PositionWeights
-from recsys_tasks.learning.training import Checkpoints, checkpoint_bytes, read_checkpoint, train, warm_start
+from recsys_tasks.learning.training import Checkpoints, train
 
 CONFIG = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=8, dropout=0.0, frequency_mix=0.0)
 # every model option passes the contract tests below
