@@ -48,6 +48,8 @@ def runs_table(runs: list[dict[str, Any]], current: str | None, metric: str = SE
         bases = [metrics[n][metric] for n in SCORER_ORDER[2:] if metric in metrics.get(n, {})]
         mark = "*" if run["run_id"] == current else " "
         reason = (run.get("message") or "").splitlines()[0][:100] if run.get("message") else ""
+        if run["status"] == "published" and (baseline := layout.baseline_of(run.get("model_version"))):
+            reason = f"no model in production and the candidate lost to {baseline}: {baseline}'s lists published"
         lines.append(
             f"{mark} {run['run_id']:<44} {run['status']:<18} {run.get('model_version') or '-':<13} "
             f"{f'{value:.4f}' if value is not None else '-':>8} {f'{max(bases):.4f}' if bases else '-':>10}  {reason}"

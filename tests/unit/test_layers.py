@@ -95,3 +95,10 @@ def test_the_tree_reads_as_a_table_of_contents():
     for package in (p for p in LIBRARY.iterdir() if p.is_dir() and (p / "__init__.py").exists()):
         assert ast.get_docstring(ast.parse((package / "__init__.py").read_text())), f"{package.name}/__init__.py says nothing"
     assert {layer_of(f"recsys_tasks.{p.name}") for p in LIBRARY.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_the_architecture_page_lists_every_module_and_package():
+    page = (LIBRARY.parent / "docs" / "architecture.md").read_text()
+    missing = [str(p.relative_to(LIBRARY)) for p in library_files() if p.name != "__init__.py" and p.name not in page]
+    missing += [f"{p.name}/" for p in LIBRARY.iterdir() if (p / "__init__.py").exists() and f"{p.name}/" not in page]
+    assert not missing, f"docs/architecture.md does not name: {missing}"

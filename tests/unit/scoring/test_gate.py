@@ -8,7 +8,7 @@ from recsys_tasks import pipeline as stages
 from recsys_tasks.config import config_from_env, with_params
 from recsys_tasks.data.sources import write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
-from recsys_tasks.ops.report import run_summary
+from recsys_tasks.ops.report import run_summary, runs_table
 from recsys_tasks.storage import registry
 from recsys_tasks.storage.artifacts import ArtifactStore
 
@@ -56,6 +56,7 @@ def test_a_first_night_whose_model_loses_to_ease_publishes_the_ease_lists_and_sa
     assert len(read_companion(config, "fallback")) == 5 and len(read_companion(config, "similar")) > 0
     assert registry.production(ArtifactStore(config.artifact_root)) is None  # a baseline is never promoted
     assert run_summary(config, outcome["run_id"])["lists_from"] == "ease"
+    assert "the candidate lost to ease: ease's lists published" in runs_table([record], outcome["run_id"])
 
 
 def test_a_gate_with_production_keeps_its_lists_and_publishes_no_baseline(run):
