@@ -29,21 +29,12 @@ from recsys_tasks.config.settings import PipelineConfig
 WORKER_FLAG = "RECSYS_DISTRIBUTED_WORKER"  # set in training processes, so a stage does not launch again
 
 
-def get(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
 def is_set(name: str) -> bool:
     return name in os.environ
 
 
 def set_default(name: str, value: str) -> None:
     os.environ.setdefault(name, value)
-
-
-def snapshot() -> dict[str, str]:
-    """A copy of the whole environment (for a child process)."""
-    return dict(os.environ)
 
 
 def recsys_home() -> Path:
