@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stamp import stamp
 
 from recsys_tasks.data.catalogue import read_catalogue
 from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
@@ -96,7 +97,7 @@ def main() -> None:
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    Path(args.out).write_text(json.dumps({**stamp(), **out}, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "results"}))
     for name, parts in results.items():
         for group, metrics in parts.items():

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from stamp import stamp
 
 from recsys_tasks.data.prepare import build_sequences, leave_one_out
 from recsys_tasks.data.sources import read_interactions
@@ -124,7 +125,7 @@ def main() -> None:
                 rows.append(row)
                 logging.info("%s", row)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+                Path(args.out).write_text(json.dumps({**stamp(), "args": vars(args), "rows": rows}, indent=1))
     summary = []
     for start in starts:
         for night in range(args.nights):
@@ -139,7 +140,7 @@ def main() -> None:
                     "minutes": round(statistics.mean(r["minutes"] for r in picked), 2),
                 }
             )
-    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows, "summary": summary}, indent=1))
+    Path(args.out).write_text(json.dumps({**stamp(), "args": vars(args), "rows": rows, "summary": summary}, indent=1))
     print(f"{'start':<10} {'night':>5} {'NDCG@10':>8} {'spread':>7} {'minutes':>8}")
     for s in summary:
         print(f"{s['start']:<10} {s['night']:>5} {s['NDCG@10']:>8.4f} {s['spread']:>7.4f} {s['minutes']:>8.2f}")

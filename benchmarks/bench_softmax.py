@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from stamp import stamp
 
 from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
 from recsys_tasks.data.sources import read_interactions
@@ -156,7 +157,7 @@ def main() -> None:
     figures["validation"]["users"] = len(split.eval_users)
     log.info("one validation pass: %s", figures["validation"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": args.data, **figures}, indent=1))
+    args.out.write_text(json.dumps({**stamp(), "data": args.data, **figures}, indent=1))
     print(json.dumps(figures, indent=1))
 
 

@@ -14,6 +14,8 @@ import resource
 import time
 from pathlib import Path
 
+from stamp import stamp
+
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.data.validation import profile, validate_interactions
 
@@ -38,9 +40,9 @@ def main() -> None:
         "rows_per_second": round(len(frame) / seconds),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    print(json.dumps(figures, indent=2))
+    print(json.dumps({**stamp(), **figures}, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**stamp(), **figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

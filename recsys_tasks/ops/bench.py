@@ -172,7 +172,7 @@ def bench_command(args: Any) -> int:
                                 trace_test=args.trace_test)
         runs.append(figures)
         print(seed_line(seed, figures), flush=True)
-        result = runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs}
+        result = {**measured(), **(runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs})}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             json.dumps(result, indent=2) + "\n"
@@ -184,6 +184,16 @@ def bench_command(args: Any) -> int:
               f"(range {test['min']:.4f}-{test['max']:.4f}), HR@10 {hits['mean']:.4f} +- {hits['std']:.4f}")
     print(f"saved to {args.out}")
     return 0
+
+
+def measured() -> dict[str, Any]:
+    """The commit measured (None outside a git checkout) and when, for the saved figures."""
+    import subprocess
+    from datetime import UTC, datetime
+
+    here = Path(__file__).resolve().parent
+    found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True)
+    return {"commit": found.stdout.strip() or None, "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def seed_line(seed: int, figures: dict[str, Any]) -> str:
