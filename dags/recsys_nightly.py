@@ -71,7 +71,7 @@ def recsys_nightly():
     @task.short_circuit
     def gate(trained: dict, evaluation: dict) -> dict:
         # what to publish (the candidate, or on a first night the strongest baseline); empty skips it
-        decision = call("gate", trained["model_version"], evaluation)
+        decision = call("gate", trained["model_version"], evaluation, trained.get("refit_version"))
         return decision if decision["publish"] else {}
 
     extracted, prepared = ingest_tasks()

@@ -204,6 +204,11 @@ class PipelineConfig:
     churn_sample_users: int = 2000
     ease_max_items: int = 5000  # EASE baseline only below this catalogue size (it inverts an n x n matrix)
     force_pretrain: bool = setting(False, "rebuild the pretrained encoder even if one exists")
+    # the candidate is judged on each user's two held-out events; with refit, what is shipped then
+    # learns from them too: the same training, from the same start, for the epoch count
+    # validation chose, over every event. Off by default: tomorrow's gate would compare the next
+    # candidate with a production model that trained on the test events of users with nothing new
+    refit: bool = setting(False, "ship a refit on every event (the held-out ones too) of the judged candidate")
     # "+"-joined: contrastive, attribute (needs items_uri), masked_item. Contrastive is the default:
     # it gave fine-tuning the largest head start on Beauty; masked_item (bidirectional) slowed it down
     pretrain_objectives: str = setting("contrastive", "self-supervised objectives of pretraining (attribute needs items_uri)",

@@ -134,6 +134,11 @@ class Split:
     eval_users: np.ndarray  # users with a validation and a test item
 
 
+def everything(seqs: Sequences) -> Split:
+    """Every event a training target and nobody evaluated: the refit after validation chose."""
+    return Split(train_end=seqs.offsets[1:].copy(), eval_users=np.zeros(0, dtype=np.int64))
+
+
 def leave_one_out(seqs: Sequences, min_length: int = 3, time_quantile: float | None = None) -> Split:
     """Each evaluated user's last item is the test target, the one before the validation target.
 

@@ -61,6 +61,7 @@ def fit(
     epoch_figures: Callable[[SequenceEncoder], dict[str, float]] | None = None,
     metric: str = SELECTION_METRIC,
     exclude_history: bool = True,
+    refit_epochs: int | None = None,
 ) -> Fitted:
     """Train a fresh encoder on every user's items before `split.train_end`.
 
@@ -71,6 +72,8 @@ def fit(
     `encoder`: a pretrained checkpoint (`Fitted.checkpoint()`) to warm-start from, its items
     matched to these by id. `checkpoints`: where per-epoch state goes, so a retry resumes.
     `epoch_figures`: fine-tuning only, figures to add to each epoch's history (`training.train`).
+    `refit_epochs`: fine-tune exactly that many epochs with no validation (the refit on every
+    event, `prepare.everything`, once validation has chosen the epoch count).
     """
     torch.manual_seed(train_config.seed)  # one seed, one initialisation, wherever fit is called
     model = SequenceEncoder(seqs.n_items, model_config)
@@ -90,8 +93,11 @@ def fit(
         event_weights = None  # what each target weighs (`event_weights` of its event's type)
         if seqs.weights is not None:
             event_weights = left_padded_windows(seqs.weights, seqs.offsets[:-1], split.train_end, model_config.max_len + 1)
-        result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints, batches,
-                       event_weights, epoch_figures)
+        if refit_epochs is not None:
+            result = train(model, objective, windows, train_config, refit_epochs, None, checkpoints, batches, event_weights)
+        else:
+            result = train(model, objective, windows, train_config, train_config.epochs, validation_ndcg, checkpoints,
+                           batches, event_weights, epoch_figures)
     else:
         objective = make_objective(objectives, model, train_config.mask_prob, attributes, seqs.item_ids)
         result = train(model, objective, windows, train_config, train_config.pretrain_epochs, None, checkpoints, batches)

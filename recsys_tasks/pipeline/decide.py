@@ -97,13 +97,14 @@ def compare_with_published(run: RunContext, scorer: Scorer, seqs: Sequences) -> 
     return {**comparison, "k": config.top_k}
 
 
-def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
+def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: str | None = None) -> dict:
     """Bless the candidate only if it beats the strongest baseline it was evaluated with
     (popularity, EASE or item-kNN) by the configured margin, does not fall behind production
     (when there is one) by more than the tolerance, and does not replace too much of what
     readers see. A rejected candidate leaves production's lists in place; with no production
     model, the strongest baseline's lists are published instead (`publish`, `model_version`:
-    what the serving tasks generate, `baseline-<name>` for a baseline)."""
+    what the serving tasks generate, `baseline-<name>` for a baseline). A blessed candidate
+    with a refit (`refit_version`: the same training on every event) ships the refit."""
     config = run.config
     metric = config.selection_metric
     candidate = evaluation["model"][metric]
@@ -138,6 +139,10 @@ def gate(run: RunContext, model_version: str, evaluation: dict) -> dict:
             f"over {published['users']} users of the published run"
         )
     decision = {"blessed": blessed, "candidate": model_version, "model_version": model_version, "publish": blessed}
+    if blessed and refit_version:
+        decision["model_version"] = refit_version  # judged as the candidate; its figures go with it
+        run.store.write_json(layout.model_file(refit_version, layout.METRICS), {**evaluation, "judged_as": model_version})
+        reasons.append(f"shipping {refit_version}, the candidate refitted on every event")
     if not blessed and "production" not in evaluation:
         # a first night (nothing in production) never leaves readers with nothing when the run
         # has lists better than none: the strongest baseline's, through the same generation path

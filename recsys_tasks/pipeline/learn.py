@@ -17,8 +17,9 @@ from typing import Any
 
 from recsys_tasks import __version__
 from recsys_tasks.config import PipelineConfig
+from recsys_tasks.data.prepare import Sequences, everything
 from recsys_tasks.learning.distributed import is_worker, launch
-from recsys_tasks.learning.fit import FINETUNE, fit
+from recsys_tasks.learning.fit import FINETUNE, Fitted, fit
 from recsys_tasks.learning.training import (
     Checkpoints,
     process_group,
@@ -104,6 +105,19 @@ def starting_point(run: RunContext, encoder: str | None) -> str | None:
     return key
 
 
+def save_version(run: RunContext, version: str, fitted: Fitted, seqs: Sequences, lineage: dict[str, Any]) -> None:
+    """A model version's folder: config, vocabulary, the data check it was trained after,
+    lineage, and last the checkpoint (the marker the registry lists versions by: a version it
+    lists is whole)."""
+    run.store.write_json(model_file(version, layout.MODEL_CONFIG), run.config.to_dict())
+    run.store.write_json(model_file(version, layout.MODEL_VOCABULARY), {"items": seqs.item_ids})
+    validation = run.path(layout.VALIDATION)
+    if run.store.exists(validation):
+        run.store.write_bytes(model_file(version, layout.VALIDATION), run.store.read_bytes(validation))
+    run.store.write_json(model_file(version, layout.LINEAGE), lineage)
+    save_torch(run, model_file(version), fitted.checkpoint())
+
+
 def finetune(run: RunContext, sequences: str, encoder: str | None, item_attributes: str | None = None) -> dict:
     config = run.config
     if (processes := processes_for(config.train)) > 1 and not is_worker():
@@ -119,15 +133,19 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     log.info("fine-tuned %s over %d items", fitted.objective, seqs.n_items)
     if encoder:
         log.info("warm start from %s: %d of %d items had pretrained embeddings", encoder, fitted.warm_started_items, seqs.n_items)
+    refitted = None
+    if config.refit and result.best_epoch:
+        # the judged candidate's training again, from the same start, for the epochs validation
+        # chose, on every event: what is shipped learns from the held-out events too
+        refitted = fit(
+            seqs, everything(seqs), config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
+            load_torch(run, encoder) if encoder else None, checkpoints_for(run, "refit"), refit_epochs=result.best_epoch,
+        )
+        log.info("refit on every event for %d epochs in %.1fs", result.best_epoch, refitted.result.seconds)
     rank, world = process_group()
     if rank != 0:
         return {}  # rank 0 saves
     version = model_version_for(run.run_id)
-    run.store.write_json(model_file(version, layout.MODEL_CONFIG), config.to_dict())
-    run.store.write_json(model_file(version, layout.MODEL_VOCABULARY), {"items": seqs.item_ids})
-    validation = run.path(layout.VALIDATION)
-    if run.store.exists(validation):  # the data check this model was trained after
-        run.store.write_bytes(model_file(version, layout.VALIDATION), run.store.read_bytes(validation))
     lineage = {
         "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
         "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
@@ -136,12 +154,18 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
         "training_processes": world, "device": str(resolve_device(config.train.device)), "objective": fitted.objective,
     }
-    run.store.write_json(model_file(version, layout.LINEAGE), lineage)
-    # last: model.pt is the marker the registry lists versions by, so a version it lists is whole
-    save_torch(run, model_file(version), fitted.checkpoint())
+    save_version(run, version, fitted, seqs, lineage)
+    shipped = None
+    if refitted is not None:
+        shipped = layout.refit_version(version)
+        save_version(run, shipped, refitted, seqs, {
+            **lineage, "model_version": shipped, "refit_of": version, "trained_on": "every event, the held-out ones too",
+            "history": refitted.result.history, "created_at": datetime.now(UTC).isoformat(),
+        })
     run.record("trained", model_version=version)
     log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
     return {
         "model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score,
+        "refit_version": shipped,
         "training_processes": world,
     }

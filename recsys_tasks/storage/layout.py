@@ -81,6 +81,11 @@ def baseline_of(version: str | None) -> str | None:
     return version[len(BASELINE_PREFIX) :] if version and version.startswith(BASELINE_PREFIX) else None
 
 
+def refit_version(version: str) -> str:
+    """The version shipped for a judged candidate: the same model refitted on every event."""
+    return f"{version}-refit"
+
+
 def model_file(version: str, name: str = MODEL_MARKER) -> str:
     """Key of `name` (model.pt, config.json, vocabulary.json, lineage.json, metrics.json,
     validation.json) in a model version's folder."""

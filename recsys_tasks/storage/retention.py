@@ -119,6 +119,7 @@ def apply_retention(store: ArtifactStore, engine: sa.Engine, tables: Tables, ret
     kept = runs_to_keep(engine, tables, retain_runs)
     # a kept run's version is known before its lineage is written (and before the run table hears of it)
     versions = {v for v in kept.values() if v} | {layout.model_version_for(run_id) for run_id in kept}
+    versions |= {layout.refit_version(v) for v in versions}
     outcome = _prune(store, {run_key(run_id) for run_id in kept}, versions)
     log.info(
         "retention: kept the artifacts of %d runs, removed %d folders (%d objects, %.1f MB)",

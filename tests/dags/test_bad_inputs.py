@@ -11,7 +11,7 @@ from recsys_tasks.data.sources import read_interactions, write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.ops import cli
 
-TINY = {"epochs": 4, "pretrain_epochs": 1, "top_k": 5, "num_shards": 2}
+TINY = {"epochs": 4, "pretrain_epochs": 1, "top_k": 5, "num_shards": 2, "gate_min_lift": -0.5}
 
 
 def _csv(frame, path):

@@ -89,8 +89,20 @@ def test_run_publishes_through_the_recsys_db_connection_and_reports_it(tmp_path,
     schema = postgres_url.rsplit("%3D", 1)[1]
     connection = f"postgresql://postgres:{quote(PASSWORD)}@127.0.0.1:5432/test?options={quote(f'-csearch_path={schema}')}"
     env = clean_env(tmp_path / "home", RECSYS_SOURCE_URI=str(source), AIRFLOW_CONN_RECSYS_DB=connection, RECSYS_TASK_RETRIES="0")
-    result = recsys("run", "--param", "top_k=7", "--param", "epochs=6", "--param", "pretrain_epochs=1",
-                    "--param", "num_shards=2", env=env)
+    result = recsys(
+        "run",
+        "--param",
+        "top_k=7",
+        "--param",
+        "epochs=6",
+        "--param",
+        "pretrain_epochs=1",
+        "--param",
+        "gate_min_lift=-0.5",
+        "--param",
+        "num_shards=2",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["status"] == "published" and summary["rows_written"] == 300 * 7

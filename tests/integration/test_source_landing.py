@@ -37,6 +37,8 @@ def test_the_extract_task_retries_until_the_export_lands(recsys_home, airflow_db
         write_interactions(generate_interactions(SyntheticSpec(users=300, items=120, topics=6, seed=3)), str(landing))
 
     threading.Thread(target=export_arrives).start()
-    outcome = airflow_adapter.run_dag("recsys_nightly", {"epochs": 6, "pretrain_epochs": 1, "num_shards": 1})
+    outcome = airflow_adapter.run_dag(
+        "recsys_nightly", {"epochs": 6, "pretrain_epochs": 1, "num_shards": 1, "gate_min_lift": -0.5}
+    )
     assert outcome["state"] == "success", outcome["tasks"]
     assert len(read_view(config_from_env())) == 300 * 10

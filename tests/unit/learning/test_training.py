@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys_tasks.config import ModelConfig, PipelineConfig, TrainConfig, config_from_env
-from recsys_tasks.data.prepare import build_sequences, leave_one_out
+from recsys_tasks.data.prepare import build_sequences, everything, leave_one_out
 from recsys_tasks.data.sources import read_interactions, write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.errors import ArtifactError
@@ -114,6 +114,16 @@ def test_a_training_budget_stops_after_the_epoch_that_spends_it_and_keeps_the_be
     budget = dataclasses.replace(unbounded, train_minutes=1e-6)  # spent by the first epoch
     result = fit(seqs, split, model, budget).result
     assert result.epochs_run == 1 and result.best_epoch == 1 and result.best_score is not None
+
+
+def test_a_refit_trains_the_chosen_epochs_on_every_event_without_validation():
+    seqs = build_sequences(generate_interactions(SyntheticSpec(users=120, items=30, topics=3, seed=5)))
+    split = everything(seqs)
+    assert (split.train_end == seqs.offsets[1:]).all() and len(split.eval_users) == 0  # the held-out events too
+    model = ModelConfig(d_model=16, n_layers=1, n_heads=2, max_len=10, dropout=0.0)
+    config = TrainConfig(batch_size=32, lr=1e-2, epochs=50, patience=1, device="cpu")
+    refit = fit(seqs, split, model, config, refit_epochs=3).result
+    assert refit.epochs_run == 3 and refit.best_score is None and all("val" not in h for h in refit.history)
 
 
 def test_soft_future_labels_are_the_next_items_weighted_by_decay_to_the_power_of_their_distance():

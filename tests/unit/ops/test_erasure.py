@@ -122,7 +122,9 @@ def _traces(config, s3, bucket, schema):
 
 def test_a_forgotten_user_leaves_no_trace_in_tables_or_artifacts(deployment):
     config, s3, bucket, schema, events = deployment
-    outcome = airflow_adapter.run_dag("recsys_nightly", {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3})
+    outcome = airflow_adapter.run_dag(
+        "recsys_nightly", {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 3, "gate_min_lift": -0.5}
+    )
     assert outcome["state"] == "success", outcome["tasks"]
     key = run_key(outcome["run_id"])
     before = _traces(config, s3, bucket, schema)

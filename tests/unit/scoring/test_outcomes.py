@@ -16,7 +16,7 @@ from recsys_tasks.data.sources import read_interactions, write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.scoring import outcomes
 
-TINY = {"epochs": 3, "pretrain_epochs": 1, "top_k": 10, "num_shards": 2, "holdout_fraction": 0.2}
+TINY = {"epochs": 3, "pretrain_epochs": 1, "top_k": 10, "num_shards": 2, "holdout_fraction": 0.2, "gate_min_lift": -0.5}
 
 
 def test_hit_rate_ndcg_and_weighted_hits_are_what_a_hand_count_gives():

@@ -109,7 +109,7 @@ def seeded(recsys_home, airflow_db):
 
 def test_after_real_runs_only_kept_runs_remain_and_production_survives(seeded, recsys_home):
     """Three nightly runs through Airflow, retention (retain_runs=1) after each."""
-    params = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 2}
+    params = {"epochs": 6, "pretrain_epochs": 1, "top_k": 5, "num_shards": 2, "gate_min_lift": -0.5}
     store = ArtifactStore(seeded.artifact_root)
     engine = results_db.make_engine(seeded.db_url)
     tables = results_db.Tables.from_config(seeded)
