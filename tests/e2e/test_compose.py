@@ -230,3 +230,11 @@ def test_interpolation_matches_compose_rules():
         interpolate("${B:?set B}", env)
     with pytest.raises(ValueError):
         interpolate("echo $A", env)
+
+
+def test_no_image_comes_from_a_docker_hub_namespace_that_is_gone(compose):
+    """Docker Hub stopped serving minio/minio and minio/mc (September 2026): MinIO's come from quay.io."""
+    images = {name: service.get("image", "") for name, service in compose["services"].items()}
+    gone = {name: image for name, image in images.items() if image.split(":")[0] in {"minio/minio", "minio/mc"}}
+    assert not gone, gone
+    assert images["minio"].startswith("quay.io/minio/minio:") and images["minio-init"].startswith("quay.io/minio/mc:")
