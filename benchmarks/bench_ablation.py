@@ -22,10 +22,9 @@ import os
 from pathlib import Path
 
 import torch
-from stamp import stamp
 
 from recsys_tasks.config import field_overrides
-from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, measured, run_benchmark
 
 
 def main() -> None:
@@ -61,7 +60,7 @@ def main() -> None:
     log = Path(args.log)
     runs = json.loads(log.read_text()) if log.exists() else []
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(json.dumps([*runs, {**stamp(), **entry}], indent=1) + "\n")
+    log.write_text(json.dumps([*runs, {**measured(), **entry}], indent=1) + "\n")
     print(json.dumps({k: v for k, v in entry.items() if k not in ("validation_curve", "model", "train")}), flush=True)
 
 

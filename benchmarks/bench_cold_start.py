@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from stamp import stamp
 
 from recsys_tasks.data.catalogue import read_catalogue
 from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
 from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning.fit import FINETUNE, fit
-from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, measured
 from recsys_tasks.scoring.content import content_features, fill_cold_items
 from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer, popularity_scorer
 
@@ -97,7 +96,7 @@ def main() -> None:
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **out}, indent=1))
+    Path(args.out).write_text(json.dumps({**measured(), **out}, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "results"}))
     for name, parts in results.items():
         for group, metrics in parts.items():

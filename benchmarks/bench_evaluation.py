@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from bench_generation import PeakRss, synthetic_case
-from stamp import stamp
 
+from recsys_tasks.ops.bench import measured
 from recsys_tasks.scoring.evaluation import full_ranking_metrics
 from recsys_tasks.scoring.inference import embedding_scorer
 
@@ -44,9 +44,9 @@ def main() -> None:
         "full_score_matrix_never_built_mb": round(args.users * (args.items + 1) * 4 / 2**20),
         "metrics": {k: round(v, 5) for k, v in metrics.items()},
     }
-    print(json.dumps({**stamp(), **figures}, indent=2))
+    print(json.dumps({**measured(), **figures}, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **figures}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **figures}, indent=2) + "\n")
     print(f"saved to {args.out}")
 
 

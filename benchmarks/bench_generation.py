@@ -28,11 +28,11 @@ import numpy as np
 import psutil
 import sqlalchemy as sa
 import torch
-from stamp import stamp
 
 from recsys_tasks import db
 from recsys_tasks.config import config_from_env
 from recsys_tasks.data.prepare import Sequences
+from recsys_tasks.ops.bench import measured
 from recsys_tasks.scoring.inference import embedding_scorer, top_k_for_users
 
 
@@ -166,7 +166,7 @@ def main() -> None:
         cases.append(run_case(users, items, args.k, args.dim, args.batch, args.pg_url or None))
     out = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cases": cases}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **out}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **out}, indent=2) + "\n")
     print(f"saved to {args.out}")
 
 

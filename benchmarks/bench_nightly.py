@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from stamp import stamp
 
 from recsys_tasks.data.prepare import build_sequences, leave_one_out
 from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning.fit import FINETUNE, fit
-from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, NIGHTLY_PRETRAINING
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, NIGHTLY_PRETRAINING, measured
 from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer
 
 STARTS = ("scratch", "encoder", "yesterday")
@@ -125,7 +124,7 @@ def main() -> None:
                 rows.append(row)
                 logging.info("%s", row)
                 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.out).write_text(json.dumps({**stamp(), "args": vars(args), "rows": rows}, indent=1))
+                Path(args.out).write_text(json.dumps({**measured(), "args": vars(args), "rows": rows}, indent=1))
     summary = []
     for start in starts:
         for night in range(args.nights):
@@ -140,7 +139,7 @@ def main() -> None:
                     "minutes": round(statistics.mean(r["minutes"] for r in picked), 2),
                 }
             )
-    Path(args.out).write_text(json.dumps({**stamp(), "args": vars(args), "rows": rows, "summary": summary}, indent=1))
+    Path(args.out).write_text(json.dumps({**measured(), "args": vars(args), "rows": rows, "summary": summary}, indent=1))
     print(f"{'start':<10} {'night':>5} {'NDCG@10':>8} {'spread':>7} {'minutes':>8}")
     for s in summary:
         print(f"{s['start']:<10} {s['night']:>5} {s['NDCG@10']:>8.4f} {s['spread']:>7.4f} {s['minutes']:>8.2f}")

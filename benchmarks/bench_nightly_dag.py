@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from stamp import REPO, stamp
+
+from recsys_tasks.ops.bench import measured
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def held_out_events(path: str, out: Path) -> dict[str, str]:
@@ -87,7 +90,7 @@ def main() -> None:
         stages = pd.read_sql(sa.text("SELECT stage, seconds FROM recsys_runs_stages ORDER BY started_at"), conn)
     engine.dispose()
     figures = {
-        **stamp(), "data": args.data, "params": args.param, "exit_code": run.returncode,
+        **measured(), "data": args.data, "params": args.param, "exit_code": run.returncode,
         "wall_seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "run": runs.to_dict("records")[-1] if len(runs) else None,
         "stage_seconds": dict(zip(stages["stage"], stages["seconds"].round(1), strict=True)),

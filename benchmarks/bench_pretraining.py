@@ -28,7 +28,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from stamp import stamp
+from recsys_tasks.ops.bench import measured
 
 ARMS = ("none", "masked_item", "contrastive", "attribute", "contrastive+attribute", "none/contrastive")
 
@@ -131,7 +131,7 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     result = {"data": args.data, "budget": budget, "summary": summary, "seed_spread_NDCG@10": round(spread, 4), "runs": rows}
-    Path(args.out).write_text(json.dumps({**stamp(), **result}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **result}, indent=2) + "\n")
     print(f"saved to {args.out}")
 
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stamp import stamp
+from recsys_tasks.ops.bench import measured
 
 GATE_OPEN = {"gate_min_lift": -1.0, "gate_max_regression": 1.0, "gate_max_churn": 1.0}
 
@@ -197,7 +197,7 @@ def main() -> None:
     }
     print(json.dumps(figures["summary"], indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **figures}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **figures}, indent=2) + "\n")
     print(f"saved {args.out}; Airflow's task logs in {home / 'runs.log'}")
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from stamp import stamp
 
 from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out, left_padded_windows
 from recsys_tasks.data.sources import read_interactions
@@ -36,7 +35,7 @@ from recsys_tasks.learning.model import SequenceEncoder
 from recsys_tasks.learning.objective_builder import finetune_objective
 from recsys_tasks.learning.softmax import catalogue_cross_entropy
 from recsys_tasks.learning.training import PositionWeights, length_buckets
-from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, measured
 from recsys_tasks.scoring import evaluation
 
 log = logging.getLogger("bench_softmax")
@@ -157,7 +156,7 @@ def main() -> None:
     figures["validation"]["users"] = len(split.eval_users)
     log.info("one validation pass: %s", figures["validation"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({**stamp(), "data": args.data, **figures}, indent=1))
+    args.out.write_text(json.dumps({**measured(), "data": args.data, **figures}, indent=1))
     print(json.dumps(figures, indent=1))
 
 

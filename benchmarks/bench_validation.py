@@ -14,10 +14,9 @@ import resource
 import time
 from pathlib import Path
 
-from stamp import stamp
-
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.data.validation import profile, validate_interactions
+from recsys_tasks.ops.bench import measured
 
 
 def main() -> None:
@@ -40,9 +39,9 @@ def main() -> None:
         "rows_per_second": round(len(frame) / seconds),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    print(json.dumps({**stamp(), **figures}, indent=2))
+    print(json.dumps({**measured(), **figures}, indent=2))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **figures}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **figures}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

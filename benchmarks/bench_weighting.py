@@ -30,13 +30,12 @@ import statistics
 from pathlib import Path
 
 import torch
-from stamp import stamp
 
 from recsys_tasks.data.prepare import build_sequences, leave_one_out
 from recsys_tasks.data.sources import read_interactions
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.learning.training import BATCHINGS
-from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, run_benchmark
+from recsys_tasks.ops.bench import BENCH_MODEL, BENCH_TRAIN, measured, run_benchmark
 
 ARMS = ("length_buckets", "random")
 
@@ -47,7 +46,7 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, work: Path) -> dict:
         print(f"--- {arm}, seed {seed}", flush=True)
         train = dataclasses.replace(BENCH_TRAIN, epochs=args.epochs, patience=args.epochs, seed=seed, pretrain_epochs=0)
         figures = run_benchmark(args.data, None, BENCH_MODEL, train, pretrain_objectives=(), batching=arm)
-        out.write_text(json.dumps({**stamp(), **figures}, indent=2) + "\n")
+        out.write_text(json.dumps({**measured(), **figures}, indent=2) + "\n")
     figures = json.loads(out.read_text())
     row = {
         "arm": arm, "seed": seed, "NDCG@10": figures["metrics"]["NDCG@10"], "HR@10": figures["metrics"]["HR@10"],
@@ -120,7 +119,7 @@ def main() -> None:
         "summary": summary, "runs": rows, "timed_epochs": timings,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({**stamp(), **result}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({**measured(), **result}, indent=2) + "\n")
     print(f"saved to {args.out}")
 
 

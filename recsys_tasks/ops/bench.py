@@ -187,13 +187,24 @@ def bench_command(args: Any) -> int:
 
 
 def measured() -> dict[str, Any]:
-    """The commit measured (None outside a git checkout) and when, for the saved figures."""
+    """What saved figures carry: the commit measured (None outside a git checkout), whether the
+    tree had changes, the date and the machine. `recsys bench` and benchmarks/ stamp with it."""
+    import os
+    import platform
     import subprocess
     from datetime import UTC, datetime
 
     here = Path(__file__).resolve().parent
-    found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True)
-    return {"commit": found.stdout.strip() or None, "date": datetime.now(UTC).isoformat(timespec="seconds")}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
 
 
 def seed_line(seed: int, figures: dict[str, Any]) -> str:
