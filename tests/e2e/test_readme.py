@@ -1,4 +1,5 @@
-"""Every shell command of README.md, run as written: only sizes, ports and paths are changed.
+"""Every shell command of README.md and of the docs it sends readers to (pipeline, configuration,
+benchmarks), run as written: only sizes, ports and paths are changed.
 
 The commands run in the README's order in one fresh deployment (its own RECSYS_HOME and
 AIRFLOW_HOME), so `make demo` seeds what the later commands read. The reader's SQL block is
@@ -24,6 +25,9 @@ from helpers import stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+# the pages beside it whose commands run too, after the README's (docs/production.md is for a
+# Docker host and is checked by tests/e2e/test_compose.py instead)
+RUN_DOCS = [REPO / "docs" / "pipeline.md", REPO / "docs" / "configuration.md", REPO / "docs" / "benchmarks.md"]
 
 # (pattern, replacement): the sizes, ports and paths of the README, shrunk for a test
 SUBSTITUTIONS = [
@@ -146,7 +150,7 @@ def test_every_readme_command_runs_as_written(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSYS_", "AIRFLOW"))}
     env.update(RECSYS_HOME=str(home), AIRFLOW_HOME=str(tmp_path / "airflow"), RECSYS_TASK_RETRIES="0",
                PATH=f"{REPO / '.venv' / 'bin'}:{env['PATH']}")
-    commands = readme_commands(README.read_text())
+    commands = [c for page in [README, *RUN_DOCS] for c in readme_commands(page.read_text())]
     assert "make demo" in commands[:2] and "make test" in commands[:2], "the README must open with make demo and make test"
     used: set[int] = set()
     ran = []
