@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_LOCK_TIMEOUT = "30s"  # the switch transaction waits at most this long for another publisher
 RETIRE_LOCK_TIMEOUT = "500ms"  # dropping a retired run's partition queues readers behind it: keep it short
+PLANNED_BEFORE_ATTACH_WAIT_S = 10.0  # the switch waits at most this long for statements planned before the attach
 
 
 def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000,
@@ -119,6 +121,33 @@ def _take_publisher_lock(conn: sa.Connection, tables: Tables) -> None:
         conn.execute(sa.text(f"DELETE FROM {tables.pointer} WHERE 0 = 1"))
 
 
+def _wait_for_statements_planned_before_attach(engine: sa.Engine, tables: Tables) -> None:
+    """Wait until every transaction that held a lock on the results table when the new partition
+    was attached has ended (PostgreSQL's WaitForLockers, done through pg_locks, which any role may
+    read).
+
+    A reader's statement reads the partition list when it locks the table, and takes its data
+    snapshot later. One that locked before the attach committed and snapshots after the switch
+    commits follows the new pointer to a partition its plan lacks: no rows at all. Such a
+    statement holds its lock until its transaction ends, so once those transactions are gone
+    every statement that can see the new pointer also knows the new partition. Normally this is
+    a few milliseconds; a reader idle inside an open transaction is waited for at most
+    PLANNED_BEFORE_ATTACH_WAIT_S (its next statement may then see an empty list, as it would see
+    a stale one anyway)."""
+    query = sa.text(
+        "SELECT DISTINCT virtualtransaction FROM pg_locks "
+        "WHERE locktype = 'relation' AND relation = to_regclass(:t) AND pid IS DISTINCT FROM pg_backend_pid()"
+    )
+    with engine.connect() as conn:
+        waiting = set(conn.execute(query, {"t": tables.results}).scalars())
+        deadline = time.monotonic() + PLANNED_BEFORE_ATTACH_WAIT_S
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.005)
+            waiting &= set(conn.execute(query, {"t": tables.results}).scalars())
+    if waiting:
+        log.warning("%d reader transaction(s) open since before the attach of the new run; switching anyway", len(waiting))
+
+
 def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | None:
     """The run readers see now, when it started after `run_id` did (so must not be replaced)."""
     current = pointer_run(conn, tables)
@@ -186,10 +215,12 @@ def publish_recommendations(
         # a reader's statement may be planned (partition list read) before a commit and run on
         # a snapshot taken after it; had the attach and the pointer switch committed together,
         # such a statement would follow the new pointer to a partition its plan lacks, and see
-        # no rows at all. The attached partition stays invisible until the pointer names it.
+        # no rows at all. Nor may such a statement outlive the attach into the switch: the switch
+        # waits for it. The attached partition stays invisible until the pointer names it.
         with engine.begin() as conn:
             refuse_if_stale(conn)
             written = _load_partition(conn, tables, run_id, parts)
+        _wait_for_statements_planned_before_attach(engine, tables)
     with engine.begin() as conn:
         _take_publisher_lock(conn, tables)
         try:

@@ -137,6 +137,50 @@ def test_readers_never_see_an_empty_view_across_many_publishes(target):
     assert all(len(rows) == 1 and rows[0][1] == 20_000 for rows in seen), [r for r in seen if len(r) != 1][:3]
 
 
+def _wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_statement_planned_before_the_attach_still_sees_a_whole_run(postgres_url):
+    """The race behind the rare empty snapshot above, made to happen every time: a reader's
+    statement reads the partition list, is held up while planning (here by a lock on the
+    current run's partition), and takes its data snapshot only after the publish of the next
+    run. The switch waits for that statement, so it reads the run it planned for."""
+    config = dataclasses.replace(config_from_env({}), db_url=postgres_url)
+    engine, tables = results_db.make_engine(postgres_url), results_db.Tables.from_config(config)
+    results_db.apply_schema(engine, tables)
+    results_db.publish_recommendations(engine, tables, "run-held", big_run(500, tag="h"), 3)
+    reader, holder = results_db.make_engine(postgres_url), engine.connect()
+    got, published = [], threading.Event()
+    try:
+        holder.exec_driver_sql(f"LOCK TABLE {tables.partition('run-held')} IN ACCESS EXCLUSIVE MODE")
+        threading.Thread(target=lambda: got.append(snapshot(reader, tables)), daemon=True).start()
+
+        def waiting_for_lock():
+            return holder.exec_driver_sql("SELECT COUNT(*) FROM pg_locks WHERE NOT granted").scalar() > 0
+
+        _wait_until(waiting_for_lock)  # the reader has read the partition list and waits to lock run-held's partition
+
+        def publish_next():
+            results_db.publish_recommendations(engine, tables, "run-next", big_run(500, tag="n"), 3)
+            published.set()
+
+        threading.Thread(target=publish_next, daemon=True).start()
+        time.sleep(2.0)  # without the wait, the new partition is attached and the pointer switched by now
+        assert not published.is_set(), "the switch did not wait for a statement planned before the attach"
+    finally:
+        holder.rollback()
+        holder.close()
+    _wait_until(lambda: got and published.is_set())
+    assert got[0] == [("run-held", 5_000, "m-h", "m-h")]
+    assert snapshot(reader, tables) == [("run-next", 5_000, "m-n", "m-n")]
+    reader.dispose()
+    engine.dispose()
+
+
 def test_a_writer_killed_mid_load_leaves_the_previous_run_and_the_next_run_succeeds(target, tmp_path):
     url, engine, tables = target
     results_db.publish_recommendations(engine, tables, "run-1", big_run(1_000, tag="a"), 5)
