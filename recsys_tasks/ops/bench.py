@@ -31,6 +31,7 @@ from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.learning.training import BATCHINGS, resolve_device
 from recsys_tasks.metrics import SELECTION_METRIC
 from recsys_tasks.scoring.evaluation import full_ranking_metrics, model_scorer, popularity_scorer
+from recsys_tasks.scoring.transitions import blended_scorer, choose_blend, transition_prior
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,14 @@ def run_benchmark(
     with torch.no_grad():
         metrics = full_ranking_metrics(model_scorer(model, seqs, device), seqs, split.eval_users, test_end)
         popularity = full_ranking_metrics(popularity_scorer(item_popularity(seqs, split)), seqs, split.eval_users, test_end)
+        prior = transition_prior(seqs, split.train_end)
+        scorer = model_scorer(model, seqs, device)
+        (weight, two_hop), prior_table = choose_blend(scorer, prior, seqs, split.eval_users, split.train_end)
+        # chosen on validation with training transitions; tested, as a night would use it, with
+        # the transitions of every item before the target (the validation item's included)
+        test_prior = transition_prior(seqs, test_end)
+        blended = full_ranking_metrics(blended_scorer(scorer, test_prior, seqs.items, weight, two_hop), seqs,
+                                       split.eval_users, test_end)
     epoch_seconds = [h["seconds"] for h in result.history]
     return {
         "data": data,
@@ -107,6 +116,8 @@ def run_benchmark(
         "batching": batching,
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
         "popularity_metrics": {k: round(v, 4) for k, v in popularity.items()},
+        "transition_prior": {"weight": weight, "two_hop": two_hop, "validation_ndcg@10": prior_table,
+                             "metrics": {k: round(v, 4) for k, v in blended.items()}},
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "validation_ndcg@10": round(result.best_score or 0.0, 4),
@@ -143,6 +154,7 @@ def seed_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     columns = {
         "test_ndcg@10": [r["metrics"][SELECTION_METRIC] for r in runs],
         "test_hr@10": [r["metrics"]["HR@10"] for r in runs],
+        "test_ndcg@10_with_prior": [r["transition_prior"]["metrics"][SELECTION_METRIC] for r in runs],
         "validation_ndcg@10": [r["validation_ndcg@10"] for r in runs],
         "best_epoch": [r["best_epoch"] for r in runs],
         "total_minutes": [r["total_seconds"] / 60 for r in runs],
@@ -208,6 +220,7 @@ def measured() -> dict[str, Any]:
 
 
 def seed_line(seed: int, figures: dict[str, Any]) -> str:
+    prior = figures["transition_prior"]
     reached = figures.get("time_to_target")
     to_target = ""
     if reached:
@@ -216,5 +229,6 @@ def seed_line(seed: int, figures: dict[str, Any]) -> str:
     return (f"seed {seed}: test {SELECTION_METRIC} {figures['metrics'][SELECTION_METRIC]:.4f} "
             f"HR@10 {figures['metrics']['HR@10']:.4f} "
             f"(validation {figures['validation_ndcg@10']:.4f}, best epoch {figures['best_epoch']} of "
-            f"{figures['epochs_run']}; pretraining: {'+'.join(figures['pretrain_objectives']) or 'none'}) "
+            f"{figures['epochs_run']}; pretraining: {'+'.join(figures['pretrain_objectives']) or 'none'}; "
+            f"with the transition prior {prior['weight']}/{prior['two_hop']}: {prior['metrics'][SELECTION_METRIC]:.4f}) "
             f"in {figures['total_seconds'] / 60:.1f} min{to_target}")
