@@ -209,6 +209,10 @@ class PipelineConfig:
     # validation chose, over every event. Off by default: tomorrow's gate would compare the next
     # candidate with a production model that trained on the test events of users with nothing new
     refit: bool = setting(False, "ship a refit on every event (the held-out ones too) of the judged candidate")
+    # blend an item-transition prior (which item followed which, 1-2 hops) into the model's scores,
+    # with the weight that scores best on validation (0, the model alone, when it does not help);
+    # scoring/transitions.py, measured in docs/benchmarks.md
+    transition_prior: bool = setting(True, "blend item-transition shares into the scores (weight chosen on validation)")
     # "+"-joined: contrastive, attribute (needs items_uri), masked_item. Contrastive is the default:
     # it gave fine-tuning the largest head start on Beauty; masked_item (bidirectional) slowed it down
     pretrain_objectives: str = setting("contrastive", "self-supervised objectives of pretraining (attribute needs items_uri)",

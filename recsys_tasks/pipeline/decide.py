@@ -48,12 +48,12 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     popularity = item_popularity(seqs, split)
     # the item-to-item baseline: EASE while its n x n inverse is affordable, item-kNN beyond
     item_to_item = "ease" if seqs.n_items <= config.ease_max_items else "item_knn"
-    scorers = {"model": scorer_for(run, model_version, seqs, device)}
+    test_history_end = split.train_end + 1  # the validation item joins the history
+    scorers = {"model": scorer_for(run, model_version, seqs, device, history_end=test_history_end)}
     scorers |= {name: baseline_scorer(name, seqs, split.train_end) for name in ("popularity", item_to_item)}
     production = registry.production_version(run.store)
     if production and production != model_version:
-        scorers["production"] = scorer_for(run, production, seqs, device)
-    test_history_end = split.train_end + 1  # the validation item joins the history
+        scorers["production"] = scorer_for(run, production, seqs, device, history_end=test_history_end)
     results: dict = {
         name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity,
                                    exclude_history=config.repeats == "exclude")

@@ -25,6 +25,7 @@ from recsys_tasks.learning.model import SequenceEncoder
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.scoring.content import content_features, fill_cold_items
 from recsys_tasks.scoring.evaluation import Scorer, baseline_scorer, cooccurrence_vectors, model_scorer, remapped_scorer
+from recsys_tasks.scoring.transitions import with_prior
 from recsys_tasks.storage.layout import ATTRIBUTES, CATALOGUE, baseline_of, model_file
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,14 @@ def load_attributes(run: RunContext, item_attributes: str | None) -> pd.DataFram
     return run.store.read_frame(item_attributes) if item_attributes else None
 
 
-def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device, cold_start: bool = False) -> Scorer:
+def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: torch.device, cold_start: bool = False,
+               history_end: np.ndarray | None = None) -> Scorer:
     """Scores of a registered model on today's sequences; a model trained on another
     vocabulary (yesterday's production) has its items matched to today's by id.
     `cold_start`: catalogue items without events get content-predicted vectors first.
-    A baseline's version (`baseline-ease`) scores with that baseline fitted on all events."""
+    A baseline's version (`baseline-ease`) scores with that baseline fitted on all events.
+    A model that chose a transition prior blends it in, built from each user's events before
+    `history_end` (evaluation: before the test item; default: all of them)."""
     if (baseline := baseline_of(model_version)) is not None:
         return baseline_scorer(baseline, seqs, seqs.offsets[1:])
     checkpoint = load_torch(run, model_file(model_version))
@@ -62,8 +66,10 @@ def scorer_for(run: RunContext, model_version: str, seqs: Sequences, device: tor
     if checkpoint["item_ids"] == seqs.item_ids:
         if cold_start:
             fill_new_items(run, model, seqs)
-        return model_scorer(model, seqs, device)
-    return remapped_scorer(model, checkpoint["item_ids"], seqs, device)
+        scorer = model_scorer(model, seqs, device)
+    else:
+        scorer = remapped_scorer(model, checkpoint["item_ids"], seqs, device)
+    return with_prior(scorer, seqs, checkpoint.get("transition_prior"), history_end)
 
 
 def fill_new_items(run: RunContext, model: SequenceEncoder, seqs: Sequences) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 from recsys_tasks import __version__
 from recsys_tasks.config import PipelineConfig
-from recsys_tasks.data.prepare import Sequences, everything
+from recsys_tasks.data.prepare import Sequences, Split, everything
 from recsys_tasks.learning.distributed import is_worker, launch
 from recsys_tasks.learning.fit import FINETUNE, Fitted, fit
 from recsys_tasks.learning.training import (
@@ -28,6 +28,8 @@ from recsys_tasks.learning.training import (
 )
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_attributes, load_data, load_torch, save_torch
+from recsys_tasks.scoring.evaluation import model_scorer
+from recsys_tasks.scoring.transitions import choose_blend, transition_prior
 from recsys_tasks.storage import layout
 from recsys_tasks.storage.layout import LATEST_ENCODER, PREPARED, model_file, model_version_for
 
@@ -105,7 +107,8 @@ def starting_point(run: RunContext, encoder: str | None) -> str | None:
     return key
 
 
-def save_version(run: RunContext, version: str, fitted: Fitted, seqs: Sequences, lineage: dict[str, Any]) -> None:
+def save_version(run: RunContext, version: str, fitted: Fitted, seqs: Sequences, lineage: dict[str, Any],
+                 blend: dict[str, Any] | None = None) -> None:
     """A model version's folder: config, vocabulary, the data check it was trained after,
     lineage, and last the checkpoint (the marker the registry lists versions by: a version it
     lists is whole)."""
@@ -115,7 +118,23 @@ def save_version(run: RunContext, version: str, fitted: Fitted, seqs: Sequences,
     if run.store.exists(validation):
         run.store.write_bytes(model_file(version, layout.VALIDATION), run.store.read_bytes(validation))
     run.store.write_json(model_file(version, layout.LINEAGE), lineage)
-    save_torch(run, model_file(version), fitted.checkpoint())
+    checkpoint = fitted.checkpoint()
+    if blend:  # how scoring blends in the transition prior (scoring.transitions.with_prior)
+        checkpoint["transition_prior"] = {"weight": float(blend["weight"]), "two_hop": float(blend["two_hop"])}
+    save_torch(run, model_file(version), checkpoint)
+
+
+def chosen_blend(run: RunContext, fitted: Fitted, seqs: Sequences, split: Split) -> dict[str, Any]:
+    """The transition prior's blend that scores best on validation (weight 0: the model alone)."""
+    if not run.config.transition_prior or not len(split.eval_users):
+        return {"weight": 0.0, "two_hop": 0.0}
+    device = resolve_device(run.config.train.device)
+    scorer = model_scorer(fitted.model.eval().to(device), seqs, device)
+    (weight, two_hop), table = choose_blend(scorer, transition_prior(seqs, split.train_end), seqs, split.eval_users,
+                                            split.train_end, exclude_history=run.config.repeats == "exclude")
+    log.info("transition prior: weight %s, two-hop share %s (validation NDCG@10 %.4f, the model alone %.4f)",
+             weight, two_hop, table[f"{weight}/{two_hop}"], table["0.0/0.0"])
+    return {"weight": weight, "two_hop": two_hop, "validation_ndcg@10": table}
 
 
 def finetune(run: RunContext, sequences: str, encoder: str | None, item_attributes: str | None = None) -> dict:
@@ -146,6 +165,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     if rank != 0:
         return {}  # rank 0 saves
     version = model_version_for(run.run_id)
+    blend = chosen_blend(run, fitted, seqs, split)
     lineage = {
         "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
         "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
@@ -153,19 +173,20 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,
         "training_processes": world, "device": str(resolve_device(config.train.device)), "objective": fitted.objective,
+        "transition_prior": blend,
     }
-    save_version(run, version, fitted, seqs, lineage)
+    save_version(run, version, fitted, seqs, lineage, blend)
     shipped = None
     if refitted is not None:
         shipped = layout.refit_version(version)
         save_version(run, shipped, refitted, seqs, {
             **lineage, "model_version": shipped, "refit_of": version, "trained_on": "every event, the held-out ones too",
             "history": refitted.result.history, "created_at": datetime.now(UTC).isoformat(),
-        })
+        }, blend)
     run.record("trained", model_version=version)
     log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
     return {
         "model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score,
-        "refit_version": shipped,
+        "refit_version": shipped, "transition_prior": {k: blend[k] for k in ("weight", "two_hop")},
         "training_processes": world,
     }

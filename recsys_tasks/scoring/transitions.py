@@ -32,12 +32,12 @@ class TransitionPrior:
     one_hop: sparse.csr_matrix  # (n + 1, n + 1) row-normalised successor shares
     two_hop: sparse.csr_matrix
 
-    def rows(self, last: np.ndarray, two_hop: float) -> torch.Tensor:
-        """(B, n + 1) dense successor probabilities of each user's last item."""
+    def rows(self, last: np.ndarray, two_hop: float) -> sparse.csr_matrix:
+        """(B, n + 1) sparse successor probabilities of each user's last item."""
         mixed = self.one_hop[last] * (1.0 - two_hop)
         if two_hop:
             mixed = mixed + self.two_hop[last] * two_hop
-        return torch.as_tensor(mixed.toarray(), dtype=torch.float32)
+        return mixed.tocsr()
 
 
 def _normalised(rows: np.ndarray, cols: np.ndarray, size: int) -> sparse.csr_matrix:
@@ -48,8 +48,10 @@ def _normalised(rows: np.ndarray, cols: np.ndarray, size: int) -> sparse.csr_mat
 
 
 def transition_prior(seqs: Sequences, history_end: np.ndarray) -> TransitionPrior:
-    """Successor shares from each user's items before `history_end[u]` (the training part)."""
+    """Successor shares from each user's items before `history_end[u]` (the training part;
+    an end past the user's last event counts as that event)."""
     size = seqs.n_items + 1
+    history_end = np.minimum(history_end, seqs.offsets[1:])
     hops = []
     for gap in (1, 2):
         # every position p of a user's training part whose item p + gap is in it too
@@ -58,12 +60,20 @@ def transition_prior(seqs: Sequences, history_end: np.ndarray) -> TransitionPrio
     return TransitionPrior(*hops)
 
 
-def blend(scores: torch.Tensor, prior_rows: torch.Tensor, weight: float) -> torch.Tensor:
-    """The blended log-probabilities (see the module docstring); `scores` is not changed."""
+def blend(scores: torch.Tensor, prior_rows: sparse.csr_matrix, weight: float) -> torch.Tensor:
+    """The blended log-probabilities (see the module docstring), in place; returns `scores`.
+
+    Without a dense copy: log((1 - w) p) is the logits shifted by a per-row constant, and only
+    the prior's few non-zero entries per row need the log-sum with log(w P)."""
     if not weight:
         return scores
-    model = torch.softmax(scores.masked_fill(torch.arange(scores.shape[1]) == 0, float("-inf")), dim=1)
-    return torch.log((1.0 - weight) * model + weight * prior_rows + 1e-12)
+    scores[:, 0] = float("-inf")
+    scores -= torch.logsumexp(scores, dim=1, keepdim=True) - float(np.log1p(-weight))
+    coo = prior_rows.tocoo()
+    rows, cols = torch.as_tensor(coo.row, dtype=torch.long), torch.as_tensor(coo.col, dtype=torch.long)
+    prior = torch.log(torch.as_tensor(coo.data, dtype=scores.dtype) * weight)
+    scores[rows, cols] = torch.logaddexp(scores[rows, cols], prior)
+    return scores
 
 
 def blended_scorer(scorer: Scorer, prior: TransitionPrior, items: np.ndarray, weight: float, two_hop: float) -> Scorer:
@@ -81,7 +91,7 @@ def blended_scorer(scorer: Scorer, prior: TransitionPrior, items: np.ndarray, we
 
 def choose_blend(
     scorer: Scorer, prior: TransitionPrior, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
-    batch_size: int = 1024,
+    batch_size: int = 1024, exclude_history: bool = True,
 ) -> tuple[tuple[float, float], dict[str, float]]:
     """The (weight, two_hop) of the grid with the best NDCG@10 on the targets at `history_end`
     (validation), and every grid point's figure; the model is scored once per batch."""
@@ -95,10 +105,20 @@ def choose_blend(
         rows = {h: prior.rows(last, h) for h in TWO_HOPS}
         target = torch.as_tensor(seqs.items[ends])[:, None]
         for weight, two_hop in grid:
-            scores = blend(base, rows[two_hop], weight)
-            scores = scores.clone() if scores is base else scores
-            exclude_seen(scores, seqs.items, starts, ends)
+            scores = blend(base.clone(), rows[two_hop], weight)
+            if exclude_history:
+                exclude_seen(scores, seqs.items, starts, ends)
             ranks[(weight, two_hop)][lo : lo + len(batch)] = ((scores >= scores.gather(1, target)).sum(1) - 1).numpy()
     table = {f"{w}/{h}": round(ranking_metrics(r)[SELECTION_METRIC], 5) for (w, h), r in ranks.items()}
     best = max(grid, key=lambda p: (table[f"{p[0]}/{p[1]}"], -p[0]))
     return best, table
+
+
+def with_prior(scorer: Scorer, seqs: Sequences, blend_of: dict | None, history_end: np.ndarray | None = None) -> Scorer:
+    """`scorer` with a model's chosen blend (its checkpoint's "transition_prior"), the prior
+    built from each user's events before `history_end` (default: all of them)."""
+    weight, two_hop = (blend_of or {}).get("weight", 0.0), (blend_of or {}).get("two_hop", 0.0)
+    if not weight:
+        return scorer
+    prior = transition_prior(seqs, seqs.offsets[1:] if history_end is None else history_end)
+    return blended_scorer(scorer, prior, seqs.items, weight, two_hop)
