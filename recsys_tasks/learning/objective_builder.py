@@ -90,14 +90,18 @@ def finetune_objective(
 ) -> Objective:
     """Next-item prediction as fine-tuning is configured: a full softmax, or a sampled one above
     `config.sampled_softmax_above` items; plus `config.auxiliary` (self-supervised objectives
-    kept on while fine-tuning, weighted by `config.auxiliary_weight`), as in CL4SRec.
+    kept on while fine-tuning, weighted by `config.auxiliary_weight`), as in CL4SRec; "auto"
+    is the attribute objective when there are `attributes`.
     The DAG and `recsys bench` both take it from here."""
     main = make_objective(
         "next_item", model, config.mask_prob, item_counts=item_counts,
         sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives,
         future_decay=config.future_decay, future_items=config.future_items,
     )
-    if config.auxiliary in ("", "none"):
+    names = config.auxiliary
+    if names == "auto":
+        names = "attribute" if attributes is not None and len(attributes) else "none"
+    if names in ("", "none"):
         return main
-    auxiliary = make_objective(config.auxiliary, model, config.mask_prob, attributes, item_ids)
+    auxiliary = make_objective(names, model, config.mask_prob, attributes, item_ids)
     return Combined([main, auxiliary], [1.0, config.auxiliary_weight])
