@@ -48,6 +48,12 @@ class ArtifactError(RecsysError):
     retryable = False
 
 
+class GateRejectedError(RecsysError):
+    """Promoting a version the gate rejected, without saying so explicitly."""
+
+    retryable = False
+
+
 class PublishError(RecsysError):
     pass
 

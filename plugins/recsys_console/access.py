@@ -4,8 +4,9 @@ The user comes from Airflow's own dependency (`GetUserDep`: the JWT in the `Auth
 header or the UI's `_token` cookie). Reading needs the custom view `Recsys console` (GET);
 promoting and rolling back need it with POST, which on the simple auth manager means the Admin
 role: that manager answers every custom-view method with its GET rule, so the role decides.
-Changes sent by a browser must come from a page of this server (Origin check), on top of the
-cookie's own SameSite=Lax: `make ui` runs with every visitor an admin, cookie or not.
+Changes sent by a browser must come from an allowed origin (the configured ones, or the
+server's own loopback address; never whatever `Host` says), on top of the cookie's own
+SameSite=Lax: `make ui` runs with every visitor an admin, cookie or not.
 """
 
 from __future__ import annotations
@@ -51,12 +52,36 @@ def reader(user: GetUserDep) -> BaseUser:
 Reader = Annotated[BaseUser, Depends(reader)]
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
+
+
+def allowed_origins(request: Request) -> set[str]:
+    """The configured origins (`environment.console_origins`: RECSYS_CONSOLE_ORIGINS, else
+    Airflow's `[api] base_url`) and the server's own loopback address on the port it listens on.
+    Never the request's `Host`: a page on any name that resolves here (DNS rebinding) would match."""
+    from airflow.configuration import conf
+
+    from recsys_tasks.config import environment
+
+    configured = environment.console_origins() or [conf.get("api", "base_url", fallback="") or ""]
+    allowed = {origin_of(o) for o in configured} - {""}
+    server = request.scope.get("server")
+    if server and server[1]:
+        allowed |= {f"{scheme}://{host}:{server[1]}" for scheme in ("http", "https") for host in LOOPBACK}
+    return allowed
+
+
 def _same_origin(request: Request) -> bool:
-    """A change sent by a browser must come from a page served by this host (browsers name the
+    """A change sent by a browser must come from a page of an allowed origin (browsers name the
     page in Origin on every POST); a client that names none must hold a token of its own."""
     origin = request.headers.get("origin") or request.headers.get("referer")
     if origin:
-        return urlsplit(origin).netloc == request.headers.get("host")
+        return origin_of(origin) in allowed_origins(request)
     return bool(request.headers.get("authorization")) and "_token" not in request.cookies
 
 

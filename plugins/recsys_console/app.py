@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -50,6 +51,34 @@ templates.env.filters["run"] = run_label
 app = FastAPI(title="Recsys console", docs_url=None, redoc_url=None, openapi_url=None)
 app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+# Every response: framed only by the Airflow UI itself (same origin), nothing loaded from elsewhere,
+# forms posted only back here. Inline styles stay allowed (the SVG charts); no inline script runs.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+    ),
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+@app.middleware("http")
+async def security_headers(request: Request, call_next: Any) -> Response:
+    response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+PATH_OR_URI = re.compile(r"(?:\b[a-z][a-z0-9+.-]*://|(?<![\w.])/)[^\s'\"]+")
+
+
+def without_paths(detail: Any) -> str:
+    """An error's text without server paths or storage roots: each absolute path or URI keeps
+    its last two parts (`/srv/recsys/var/models/v3/model.pt` -> `.../v3/model.pt`)."""
+    return PATH_OR_URI.sub(lambda m: ".../" + "/".join(m.group(0).rstrip("/").split("/")[-2:]), str(detail))
+
 
 @cache
 def deployment() -> Deployment:
@@ -77,7 +106,7 @@ async def http_error(request: Request, error: StarletteHTTPException) -> Respons
         return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status.HTTP_303_SEE_OTHER)
     return templates.TemplateResponse(
         request, "error.html", {"base": request.scope.get("root_path", ""), "code": error.status_code,
-                                "detail": error.detail}, status_code=error.status_code,
+                                "detail": without_paths(error.detail)}, status_code=error.status_code,
     )
 
 
@@ -130,11 +159,19 @@ def quality_page(request: Request, user: Reader) -> HTMLResponse:
 
 
 @app.get("/models", response_class=HTMLResponse)
-def models_page(request: Request, user: Reader, notice: str | None = None) -> HTMLResponse:
+def models_page(request: Request, user: Reader, changed: str | None = None) -> HTMLResponse:
+    """`changed` (set by the redirect after a promote or roll back) only asks for the notice;
+    its text comes from the registry and the results database, never from the query string."""
     from recsys_tasks.ops import console
 
-    return page(request, "models.html", user, "models", registry=console.models(deployment()),
-                may_change=may_change(user), notice=notice)
+    dep = deployment()
+    registry = console.models(dep)
+    notice = None
+    if changed in ("promote", "rollback") and registry["production"]:
+        pointer = registry["production"]
+        notice = f"Production is now {pointer['model_version']} ({pointer['reason']}, {registry['promoted']})."
+    return page(request, "models.html", user, "models", registry=registry, may_change=may_change(user),
+                notice=notice, readers_note=console.readers_note(dep) if dep.has_runs() else None)
 
 
 def _confirmed(confirm: str | None) -> None:
@@ -142,25 +179,25 @@ def _confirmed(confirm: str | None) -> None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "tick the confirmation box to change production")
 
 
-def _changed(request: Request, pointer: dict[str, Any], what: str) -> RedirectResponse:
-    notice = f"{what}: production is now {pointer['model_version']} ({pointer['reason']})"
-    log.info("recsys console: %s", notice)
+def _changed(request: Request, pointer: dict[str, Any], what: str, action: str) -> RedirectResponse:
+    log.info("recsys console: %s: production is now %s (%s)", what, pointer["model_version"], pointer["reason"])
     base = request.scope.get("root_path", "")
-    return RedirectResponse(f"{base}/models?{urlencode({'notice': notice})}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"{base}/models?{urlencode({'changed': action})}", status.HTTP_303_SEE_OTHER)
 
 
 @app.post("/models/promote")
 def promote(request: Request, user: Changer, version: Annotated[str, Form()],
-            confirm: Annotated[str | None, Form()] = None) -> Response:
+            confirm: Annotated[str | None, Form()] = None, over_gate: Annotated[str | None, Form()] = None) -> Response:
     from recsys_tasks.errors import RecsysError
     from recsys_tasks.ops import console
 
     _confirmed(confirm)
     try:
-        pointer = console.promote(deployment(), version, user.get_name())
+        pointer = console.promote(deployment(), version, user.get_name() + " in the Airflow UI",
+                                  over_gate=over_gate in ("on", "yes", "true"))
     except RecsysError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
-    return _changed(request, pointer, f"{user.get_name()} promoted {version}")
+    return _changed(request, pointer, f"{user.get_name()} promoted {version}", "promote")
 
 
 @app.post("/models/rollback")
@@ -173,7 +210,7 @@ def rollback(request: Request, user: Changer, confirm: Annotated[str | None, For
         pointer = console.rollback(deployment())
     except RecsysError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
-    return _changed(request, pointer, f"{user.get_name()} rolled back")
+    return _changed(request, pointer, f"{user.get_name()} rolled back", "rollback")
 
 
 @app.get("/lookup", response_class=HTMLResponse)

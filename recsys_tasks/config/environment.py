@@ -93,6 +93,14 @@ def alert_targets() -> tuple[str | None, str | None]:
     return os.environ.get("RECSYS_ALERT_WEBHOOK") or None, os.environ.get("RECSYS_ALERT_SMTP") or None
 
 
+def console_origins() -> list[str]:
+    """Origins (`https://recsys.example.com`) the console accepts changes from, besides the API
+    server's own loopback address: RECSYS_CONSOLE_ORIGINS (comma-separated), else Airflow's
+    `[api] base_url` (AIRFLOW__API__BASE_URL)."""
+    listed = os.environ.get("RECSYS_CONSOLE_ORIGINS") or os.environ.get("AIRFLOW__API__BASE_URL") or ""
+    return [o.strip() for o in listed.split(",") if o.strip()]
+
+
 def s3_endpoint_url() -> str | None:
     return os.environ.get("RECSYS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
 

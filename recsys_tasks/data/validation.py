@@ -8,6 +8,7 @@ what was observed, and a few offending values. `ValidationRules` holds every thr
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,32 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+# GX's Data Docs load Bootstrap, jQuery, Vega and a logo (with a timestamp) from CDNs, and run
+# inline scripts. `offline_html` makes a page self-contained: no script, nothing fetched from
+# outside, outbound links as plain text; the tables render with GX's own local stylesheet and
+# the few rules below.
+_EXTERNAL = r"""(?:https?:)?//[^"']*"""
+_OFFLINE_RULES = [
+    (re.compile(r"<script\b.*?</script\s*>", re.IGNORECASE | re.DOTALL), ""),
+    (re.compile(rf"""<link\b[^>]*\bhref=["']{_EXTERNAL}["'][^>]*>""", re.IGNORECASE), ""),
+    (re.compile(rf"""<img\b[^>]*\bsrc=["']{_EXTERNAL}["'][^>]*>""", re.IGNORECASE), ""),
+    (re.compile(rf"""\s(?:href|action|src)=["']{_EXTERNAL}["']""", re.IGNORECASE), ""),
+    (re.compile(r"\son[a-z]+=(?:\"[^\"]*\"|'[^']*')", re.IGNORECASE), ""),  # inline handlers
+    (re.compile(r"""url\(\s*["']?(?:https?:)?//[^)]*\)""", re.IGNORECASE), "none"),  # in style blocks
+    (re.compile(r"""@import\s+(?:url\()?["']?(?:https?:)?//[^;]*;""", re.IGNORECASE), ""),
+]
+_OFFLINE_STYLE = (
+    "<style>body{font-family:system-ui,sans-serif;margin:1rem 2rem;color:#1f2328}"
+    "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:4px 8px;vertical-align:top}"
+    ".collapse:not(.show){display:block}</style>"
+)
+
+
+def offline_html(page: str) -> str:
+    """A Data Docs page that loads nothing from outside and runs no script (see above)."""
+    for pattern, replacement in _OFFLINE_RULES:
+        page = pattern.sub(replacement, page)
+    return page.replace("</head>", _OFFLINE_STYLE + "</head>", 1)
+

@@ -180,13 +180,17 @@ def cmd_models(args: argparse.Namespace) -> int:
             raise RecsysError("no production model yet; name a version")
         print(json.dumps(registry.describe(store, version), indent=2, default=str))
         return 0
-    if args.action == "promote":
-        if not args.version:
-            raise RecsysError("promote needs a version: recsys models promote VERSION")
-        pointer = registry.promote(store, args.version, reason="promoted by hand")
-    else:
-        pointer = registry.rollback(store)
-    print(f"production is now {pointer['model_version']} ({pointer['reason']})")
+    from recsys_tasks.ops import console
+
+    if args.action == "promote" and not args.version:
+        raise RecsysError("promote needs a version: recsys models promote VERSION")
+    with _deployment() as dep:  # the same calls as the console's Models page
+        if args.action == "promote":
+            pointer = console.promote(dep, args.version, "hand (recsys models promote)", over_gate=args.over_gate)
+        else:
+            pointer = console.rollback(dep)
+        print(f"production is now {pointer['model_version']} ({pointer['reason']})")
+        print(console.readers_note(dep))
     return 0
 
 
@@ -259,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")
     models.add_argument("action", choices=["list", "show", "promote", "rollback"])
     models.add_argument("version", nargs="?")
+    models.add_argument("--over-gate", action="store_true",
+                        help="promote a version the gate rejected (the second, explicit confirmation)")
     models.set_defaults(func=cmd_models)
 
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")

@@ -4,8 +4,8 @@ registry, and one user's or one item's published lists.
 Plain data (dicts and lists) read through `db`, `registry` and the artifact store,
 plus one inline SVG chart. The Airflow plugin in `plugins/` renders it and decides who may see
 or change what; nothing here knows Airflow. Reading never writes: the page works on a
-deployment that has not run yet. The only writes are `promote` and `rollback`, which call the
-registry exactly as `recsys models promote/rollback` do.
+deployment that has not run yet. The only writes are `promote` and `rollback`, which serve the
+Models page and `recsys models promote/rollback` alike.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from recsys_tasks import db
-from recsys_tasks.data.validation import describe
-from recsys_tasks.errors import ArtifactNotFoundError
+from recsys_tasks.data.validation import describe, offline_html
+from recsys_tasks.errors import ArtifactNotFoundError, GateRejectedError
 from recsys_tasks.metrics import SELECTION_METRIC
 from recsys_tasks.redact import redact
 from recsys_tasks.scoring.report import SCORER_ORDER
@@ -124,11 +124,17 @@ def run_detail(dep: Deployment, run_id: str) -> dict[str, Any] | None:
 
 
 def run_artifact(dep: Deployment, key: str, path: str) -> bytes:
-    """A file of a run's Data Docs or report; nothing else of the artifact root is reachable."""
+    """A file of a run's Data Docs or report; nothing else of the artifact root is reachable.
+    HTML comes back self-contained (`validation.offline_html`, also for runs kept before it)."""
     clean = posixpath.normpath(path)
-    if key != run_key(key) or clean.startswith(("/", "..")) or not clean.startswith(layout.SERVED):
-        raise ArtifactNotFoundError(f"not a published artifact: {layout.run_file(key, path)}")
-    return dep.store.read_bytes(layout.run_file(key, clean))
+    if (key != run_key(key) or key.strip(".") == "" or clean != path.strip("/") or clean.startswith(("/", ".."))
+            or not clean.startswith(layout.SERVED)):
+        raise ArtifactNotFoundError(f"not a published artifact of a run: {key}/{path}")
+    target = layout.run_file(key, clean)
+    if not dep.store.exists(target):
+        raise ArtifactNotFoundError(f"run {key} has no {clean}")
+    body = dep.store.read_bytes(target)
+    return offline_html(body.decode("utf-8")).encode("utf-8") if clean.endswith(".html") else body
 
 
 def quality(dep: Deployment, limit: int = 60) -> list[dict[str, Any]]:
@@ -244,15 +250,56 @@ def models(dep: Deployment) -> dict[str, Any]:
                 "processes": v.get("training_processes"),
                 "best_epoch": v.get("best_epoch"),
                 "code_version": v.get("code_version"),
+                "rejected": gate_rejection(dep, v["model_version"]),
             }
         )
     history = [*(pointer or {}).get("previous", [])][::-1]
-    return {"production": pointer, "promoted": when((pointer or {}).get("promoted_at")), "history": history, "versions": versions}
+    return {"production": pointer, "promoted": when((pointer or {}).get("promoted_at")), "history": history,
+            "versions": versions, "readers": readers_see(dep) if dep.has_runs() else None}
 
 
-def promote(dep: Deployment, version: str, actor: str) -> dict[str, Any]:
-    """Make `version` production, as `recsys models promote VERSION` does."""
-    return registry.promote(dep.store, version, reason=f"promoted by {actor} in the Airflow UI")
+def gate_rejection(dep: Deployment, version: str) -> str | None:
+    """The gate's reasons when it rejected `version` (or the candidate it is the refit of),
+    from its run's gate.json; None when the gate blessed it or never judged it."""
+    run_id = registry.describe(dep.store, version).get("run_id")
+    decision = dep.read_json(layout.run_file(run_id, layout.GATE)) if run_id else None
+    if not decision or decision.get("blessed"):
+        return None
+    candidate = decision.get("candidate") or decision.get("model_version") or ""
+    if version not in (candidate, layout.refit_version(candidate)):
+        return None
+    return decision.get("reason") or "no reason recorded"
+
+
+def readers_see(dep: Deployment) -> dict[str, Any] | None:
+    """The run `recommendations_current` shows and the model version that made its lists."""
+    current = dep.current_run()
+    if current is None:
+        return None
+    rows, _ = db.run_dates(dep.engine, dep.tables)
+    row = next((r for r in rows if r["run_id"] == current), {})
+    return {"run_id": current, "model_version": row.get("model_version"), "published": when(row.get("published_at"))}
+
+
+def readers_note(dep: Deployment) -> str:
+    """What a registry change does to readers: nothing until lists are generated again."""
+    seen = readers_see(dep)
+    now = f"{seen['model_version']}'s lists (run {seen['run_id']})" if seen else "no lists yet"
+    return (f"readers of {dep.tables.view} keep {now} until recsys_regenerate runs or the next nightly "
+            "publishes: the registry names the model those generate with")
+
+
+def promote(dep: Deployment, version: str, actor: str, over_gate: bool = False) -> dict[str, Any]:
+    """Make `version` production (the Models page and `recsys models promote VERSION`). A version
+    the gate rejected needs `over_gate`, a second and explicit confirmation."""
+    rejected = gate_rejection(dep, version)
+    if rejected and not over_gate:
+        raise GateRejectedError(
+            f"the gate rejected {version}: {rejected}. Promoting it anyway needs the second confirmation "
+            "(the console's box naming the gate, or --over-gate)"
+        )
+    reason = f"promoted by {actor}" + (" over the gate's rejection" if rejected else "")
+    return registry.promote(dep.store, version, reason=reason)
 
 
 def rollback(dep: Deployment) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from recsys_tasks.config import PipelineConfig, parse_event_weights
 from recsys_tasks.data.catalogue import check_catalogue, read_catalogue
 from recsys_tasks.data.prepare import build_sequences, split_for
 from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions
-from recsys_tasks.data.validation import ValidationReport, validate_interactions
+from recsys_tasks.data.validation import ValidationReport, offline_html, validate_interactions
 from recsys_tasks.errors import DataValidationError
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.redact import redact
@@ -87,12 +87,15 @@ def validate(run: RunContext, interactions: str, column_mapping: dict | None = N
 
 
 def _keep_data_docs(run: RunContext, folder: str | None) -> str | None:
-    """Copy GX's HTML Data Docs from its temporary folder into the run's artifacts."""
+    """Copy GX's HTML Data Docs from its temporary folder into the run's artifacts, offline."""
     if not folder:
         return None
     root = Path(folder)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        run.store.write_bytes(run.path(f"{layout.DATA_DOCS}/{path.relative_to(root)}"), path.read_bytes())
+        body = path.read_bytes()
+        if path.suffix == ".html":  # self-contained: nothing fetched from CDNs when opened
+            body = offline_html(body.decode("utf-8")).encode("utf-8")
+        run.store.write_bytes(run.path(f"{layout.DATA_DOCS}/{path.relative_to(root)}"), body)
     discard_data_docs(folder)
     return run.store.uri(run.path(f"{layout.DATA_DOCS}/index.html"))
 

@@ -47,6 +47,7 @@ BIN = Path(sys.executable).parent
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2", "--param", "holdout_fraction=0.2"]
 USERS = {"admin": "admin", "viewer": "viewer"}
+PROXY_ORIGIN = "https://recsys.example.test"
 # Airflow's own login page asks for the UI config before anyone is logged in, and logs the 401
 LOGIN_PAGE_401 = "/ui/config - Failed to load resource: the server responded with a status of 401"
 
@@ -65,6 +66,7 @@ def _environment(home: Path) -> dict[str, str]:
         AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__AUTH_MANAGER=(
             "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"),
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=",".join(f"{u}:{r}" for u, r in USERS.items()),
+        RECSYS_CONSOLE_ORIGINS=PROXY_ORIGIN,  # the console as a reverse proxy would publish it
         PATH=f"{BIN}:{os.environ.get('PATH', '')}",
     )
     return env
@@ -195,6 +197,17 @@ def production(site: dict) -> str | None:
     return registry.production_version(ArtifactStore(site["config"].artifact_root))
 
 
+def current_model_version(site: dict) -> str | None:
+    """The model version behind what readers of recommendations_current get, read as a reader would."""
+    engine = results_db.make_engine(site["config"].db_url)
+    try:
+        with engine.connect() as conn:
+            view = results_db.Tables.from_config(site["config"]).view
+            return conn.exec_driver_sql(f"SELECT MIN(model_version) FROM {view} WHERE variant = 'model'").scalar()
+    finally:
+        engine.dispose()
+
+
 def cells(driver: WebDriver, css: str) -> list[list[str]]:
     return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, css)]
 
@@ -296,31 +309,99 @@ def test_a_viewer_reads_the_registry_but_may_not_promote(site, browser):
     assert errors(browser, ("models/promote - Failed to load resource: the server responded with a status of 403",)) == []
 
 
-def test_an_admin_promotes_after_confirming_and_rolls_back(site, browser):
+def test_an_admin_promotes_a_rejected_version_only_after_a_second_confirmation_and_rolls_back(site, browser):
     login(browser, site, "admin")
     open_console(browser)
     tab(browser, "Models")
     published = production(site)
     row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)")
     candidate = row.get_attribute("data-version")
+    reasons = row.find_element(By.CSS_SELECTOR, ".rejected-by-gate").text
+    assert "rejected by the gate" in reasons and "floor" in reasons  # the second run's candidate, and why
 
     row.find_element(By.CSS_SELECTOR, "button").click()  # not confirmed: the browser refuses to send it
     assert production(site) == published
     cookie = {"_token": browser.get_cookie("_token")["value"]}
-    refused = requests.post(f"{site['base']}/recsys/models/promote", data={"version": candidate}, cookies=cookie,
-                            headers={"Origin": site["base"]}, timeout=10, allow_redirects=False)
-    assert refused.status_code == 400 and production(site) == published  # nor does the server take it
+
+    def post(data, **headers):
+        return requests.post(f"{site['base']}/recsys/models/promote", data=data, cookies=cookie,
+                             headers={"Origin": site["base"], **headers}, timeout=10, allow_redirects=False)
+
+    assert post({"version": candidate}).status_code == 400 and production(site) == published  # nor does the server
+    once = post({"version": candidate, "confirm": "yes"})  # confirmed once: the gate's rejection needs a second
+    assert once.status_code == 400 and "the gate rejected" in once.text and "floor" in once.text
+    assert production(site) == published
 
     row = browser.find_element(By.CSS_SELECTOR, "#versions tbody tr:not(.prod)")
     row.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
+    row.find_element(By.CSS_SELECTOR, "input[name=over_gate]").click()
     row.find_element(By.CSS_SELECTOR, "button").click()
-    wait_text(browser, "#notice", lambda text: f"admin promoted {candidate}" in text)
+    wait_text(browser, "#notice", lambda text: candidate in text and "over the gate's rejection" in text)
     assert browser.find_element(By.ID, "production-version").text == candidate == production(site)
+    # the registry changed, the readers' lists did not: the page says so, and what they see
+    readers = browser.find_element(By.ID, "readers-see").text
+    assert published in readers and "not production's" in readers
+    assert "until recsys_regenerate runs" in browser.find_element(By.ID, "readers-note").text
+    assert current_model_version(site) == published
 
     form = browser.find_element(By.ID, "rollback-form")
     form.find_element(By.CSS_SELECTOR, "input[name=confirm]").click()
     form.find_element(By.CSS_SELECTOR, "button").click()
-    wait_text(browser, "#notice", lambda text: "rolled back" in text)
+    wait_text(browser, "#notice", lambda text: "rolled back" in text.lower() or published in text)
     assert browser.find_element(By.ID, "production-version").text == published == production(site)
     browser.switch_to.default_content()
     assert errors(browser) == []
+
+
+def test_notices_come_from_the_server_not_the_query_string(site, browser):
+    login(browser, site, "admin")
+    browser.get(f"{site['base']}/recsys/models?notice=Everything+is+fine&changed=nonsense")
+    assert browser.find_elements(By.ID, "notice") == []
+    assert "Everything is fine" not in browser.page_source
+
+
+def test_changes_from_a_forged_origin_are_refused_and_a_proxied_origin_is_accepted(site, browser):
+    login(browser, site, "admin")
+    cookie = {"_token": browser.get_cookie("_token")["value"]}
+    published = production(site)
+    port = site["base"].rsplit(":", 1)[1]
+
+    def post(**headers):
+        return requests.post(f"{site['base']}/recsys/models/promote", data={"version": published, "confirm": "yes"},
+                             cookies=cookie, headers=headers, timeout=10, allow_redirects=False)
+
+    # DNS-rebinding shape: a page on evil.test (resolving here) names itself in both Host and Origin
+    forged = post(Host=f"evil.test:{port}", Origin=f"http://evil.test:{port}")
+    assert forged.status_code == 403 and "evil.test" not in forged.headers.get("location", "")
+    assert post(Origin="http://127.0.0.1:1").status_code == 403  # another port is another origin
+    # behind a reverse proxy: Host is the backend's, the browser names the public origin
+    proxied = post(Host=f"127.0.0.1:{port}", Origin=PROXY_ORIGIN, **{"X-Forwarded-Host": "recsys.example.test",
+                                                                     "X-Forwarded-Proto": "https"})
+    assert proxied.status_code == 303 and production(site) == published
+
+
+def test_a_page_of_another_origin_cannot_frame_the_console(site, browser, tmp_path):
+    login(browser, site, "admin")
+    headers = requests.get(f"{site['base']}/recsys/models", cookies={"_token": browser.get_cookie("_token")["value"]},
+                           timeout=10).headers
+    assert headers["X-Frame-Options"] == "SAMEORIGIN" and "frame-ancestors 'self'" in headers["Content-Security-Policy"]
+    (tmp_path / "frame.html").write_text(f'<iframe id="f" src="{site["base"]}/recsys/models" width="900" height="600"></iframe>')
+    port = _free_port()
+    other = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/frame.html", timeout=2)
+                break
+            except requests.RequestException:
+                assert time.time() < deadline, "the framing page's server did not start"
+                time.sleep(0.2)
+        browser.get(f"http://127.0.0.1:{port}/frame.html")
+        time.sleep(2)
+        browser.switch_to.frame(browser.find_element(By.ID, "f"))
+        assert browser.find_elements(By.ID, "versions") == [] and browser.find_elements(By.CSS_SELECTOR, "form") == []
+        browser.switch_to.default_content()
+    finally:
+        stop_process_group(other, grace=5)

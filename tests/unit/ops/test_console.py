@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.errors import ArtifactNotFoundError, RecsysError
+from recsys_tasks.errors import ArtifactNotFoundError, GateRejectedError, RecsysError
 from recsys_tasks.ops import console
 from recsys_tasks.storage import registry
 from recsys_tasks.storage.layout import run_key
@@ -98,8 +98,23 @@ def test_only_data_docs_and_reports_are_served(dep):
     for path in ("gate.json", "data_docs/../gate.json", "../../models/PRODUCTION.json", "/etc/passwd"):
         with pytest.raises(ArtifactNotFoundError):
             console.run_artifact(dep, key, path)
-    with pytest.raises(ArtifactNotFoundError):
-        console.run_artifact(dep, "..", "data_docs/index.html")
+    for bad_key, path in (("..", "data_docs/index.html"), (".", "data_docs/index.html"), (key, "data_docs/./index.html"),
+                          (key, "data_docs//index.html"), (key, "data_docs/missing.html")):
+        with pytest.raises(ArtifactNotFoundError) as refused:
+            console.run_artifact(dep, bad_key, path)
+        assert str(dep.config.artifact_root) not in str(refused.value)  # no server path in what the page shows
+
+
+def test_data_docs_are_served_self_contained(dep):
+    key = run_key(BAD)
+    page = ('<html><head><link rel="stylesheet" href="https://maxcdn.bootstrapcdn.com/b.css">'
+            '<script src="https://code.jquery.com/jquery.js"></script><style>.x{background:url(\'https://cdn.test/l.png\')}'
+            '</style></head><body><img src="https://assets.test/logo.png?d=now"><a href="https://gx.test/docs">docs</a>'
+            '<script>vegaEmbed("#c", {})</script><table><tr><td>ok</td></tr></table></body></html>')
+    dep.store.write_bytes(f"runs/{key}/data_docs/validations/v.html", page.encode())
+    served = console.run_artifact(dep, key, "data_docs/validations/v.html").decode()
+    assert "<table><tr><td>ok</td></tr></table>" in served and ">docs</a>" in served
+    assert "<script" not in served and "http" not in served and "//" not in served.replace("</", "")
 
 
 def test_quality_per_run_oldest_first_and_its_chart(dep):
@@ -137,8 +152,16 @@ def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
     assert [(v["version"], v["production"], v["run_status"]) for v in listed["versions"]] == [
         ("v-2", False, "rejected"), ("v-1", True, "published")]
     assert "hunter2" not in listed["versions"][0]["source"]
-    assert console.promote(dep, "v-2", "ada")["reason"] == "promoted by ada in the Airflow UI"
+    assert listed["versions"][0]["rejected"] == REASON and listed["versions"][1]["rejected"] is None
+    assert listed["readers"]["model_version"] == "v-1" and listed["readers"]["run_id"] == GOOD
+    with pytest.raises(GateRejectedError, match="the gate rejected v-2: NDCG@10 0.1000 <= floor"):
+        console.promote(dep, "v-2", "ada")  # one confirmation is not enough for a rejected version
+    assert registry.production_version(dep.store) == "v-1"
+    assert console.promote(dep, "v-2", "ada", over_gate=True)["reason"] == "promoted by ada over the gate's rejection"
     assert registry.production_version(dep.store) == "v-2"
+    # the registry changed; readers did not, and the note says until when
+    assert console.models(dep)["readers"]["model_version"] == "v-1"
+    assert console.readers_note(dep).startswith("readers of recommendations_current keep v-1's lists")
     assert console.models(dep)["history"][0]["model_version"] == "v-1"
     assert console.rollback(dep)["model_version"] == "v-1"
     with pytest.raises(RecsysError):
@@ -181,7 +204,7 @@ def test_variant_and_similar_items_appear_when_published(dep):
 def test_a_fresh_deployment_shows_nothing_and_writes_nothing(recsys_home):
     dep = console.Deployment(config_from_env())
     assert console.runs(dep) == [] and console.quality(dep) == [] and console.sample_users(dep) == []
-    assert console.models(dep) == {"production": None, "promoted": "", "history": [], "versions": []}
+    assert console.models(dep) == {"production": None, "promoted": "", "history": [], "versions": [], "readers": None}
     assert console.user_lookup(dep, "1")["run_id"] is None
     assert sa.inspect(dep.engine).get_table_names() == []
     dep.close()
