@@ -13,6 +13,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEMO_USERS ?= 5000
 DEMO_ITEMS ?= 2000
 UI_PORT ?= 8080
+UI_HOST ?= 127.0.0.1
+export UI_PORT UI_HOST
 
 .PHONY: demo test test-unit ui lint venv clean
 
@@ -37,10 +39,8 @@ test-unit: venv  ## the fast tier: one layer at a time, no services (under a min
 lint: venv
 	$(BIN)/ruff check .
 
-ui: venv  ## Airflow UI on http://localhost:8080 (airflow standalone: SQLite + LocalExecutor, no login)
-	$(BIN)/airflow db migrate
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=True AIRFLOW__API__PORT=$(UI_PORT) \
-	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://localhost:$(UI_PORT)/execution/ $(BIN)/airflow standalone
+ui: venv  ## Airflow UI on http://127.0.0.1:8080 (airflow standalone: SQLite + LocalExecutor, no login: everyone is admin)
+	@exec scripts/ui
 
 clean:
 	rm -rf var

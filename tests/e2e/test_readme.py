@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -139,9 +140,44 @@ def open_ui(command: str, env: dict, logs: Path) -> dict:
             refused = None
         except urllib.error.HTTPError as exc:
             refused = (exc.code, exc.read().decode())
-        return {"dags": dags, "refused": refused}
+        return {"dags": dags, "refused": refused, "lan": reachable_from_the_network(port),
+                "left_after_sigterm": stop_as_a_user_would(proc, env["AIRFLOW_HOME"])}
     finally:
         stop_process_group(proc)
+
+
+def reachable_from_the_network(port: int) -> list[str]:
+    """This machine's non-loopback addresses on which `port` accepts a connection."""
+    addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    open_on = []
+    for address in [a for a in addresses if not a.startswith("127.") and ":" not in a]:
+        with socket.socket() as s:
+            s.settimeout(2)
+            if s.connect_ex((address, port)) == 0:
+                open_on.append(address)
+    return open_on
+
+
+def processes_of(airflow_home: str) -> list[str]:
+    """Command lines of live processes started with this AIRFLOW_HOME."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"AIRFLOW_HOME={airflow_home}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return [c for c in found if c]
+
+
+def stop_as_a_user_would(proc: subprocess.Popen, airflow_home: str) -> list[str]:
+    """SIGTERM to `make ui` alone (not its process group), then what is still running 40 s later."""
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    deadline = time.time() + 40
+    while (left := processes_of(airflow_home)) and time.time() < deadline:
+        time.sleep(1)
+    return left
 
 
 def test_every_readme_command_runs_as_written(tmp_path):
@@ -162,6 +198,8 @@ def test_every_readme_command_runs_as_written(tmp_path):
             ui = open_ui(command, env, tmp_path / "ui.log")
             assert {"recsys_nightly", "recsys_pretrain", "recsys_regenerate"} <= ui["dags"], ui
             assert ui["refused"] and ui["refused"][0] in (400, 422) and "split" in ui["refused"][1], ui
+            assert ui["lan"] == [], f"make ui answers on {ui['lan']}: it must listen on 127.0.0.1 only"
+            assert ui["left_after_sigterm"] == [], f"SIGTERM to make ui left: {ui['left_after_sigterm']}"
             ran.append(original)
             continue
         tick = time.perf_counter()
