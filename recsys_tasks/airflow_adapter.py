@@ -185,6 +185,12 @@ def task_defaults() -> dict[str, Any]:
     }
 
 
+def _bounds(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"{low:g} to {high:g}"
+    return f"at least {low:g}" if low is not None else f"at most {high:g}"
+
+
 def dag_params() -> dict[str, Any]:
     """The trigger form of the UI: every run-level param with its real default, bounds and
     allowed values (all from the setting's declaration), so Airflow refuses a bad value when
@@ -193,18 +199,21 @@ def dag_params() -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, param in PARAMS.items():
-        default = None if param.deployment else param.default
-        nullable = default is None  # a deployment setting shows empty (keeps the deployment's); None may be real too
+        # empty in the form: a deployment setting (keeps the deployment's), or a text whose
+        # default is "" (exclude_items: none); both nullable, so Trigger works with the defaults
+        default = None if param.deployment or param.default == "" else param.default
+        nullable = default is None
         schema: dict[str, Any] = {"description": param.help}
         kind = _JSON_TYPES[param.kind]
         schema["type"] = ["null", kind] if nullable else kind
-        if param.kind is str:
-            if param.choices:
-                schema["enum"] = [None, *param.choices] if nullable else [*param.choices]
-            else:
-                schema["minLength"] = 1 if default else 0  # "" is a real default (exclude_items: none)
-        else:
+        if param.kind is str and param.choices:
+            schema["enum"] = [None, *param.choices] if nullable else [*param.choices]
+        elif param.kind is str:
+            schema["minLength"] = 1  # an empty field is null: the default
+        elif param.low is not None or param.high is not None:
             schema.update({k: v for k, v in (("minimum", param.low), ("maximum", param.high)) if v is not None})
+            # the form moves a number typed outside the range to the nearest bound: say so
+            schema["description"] += f" ({_bounds(param.low, param.high)}; the form moves a value outside to the nearest bound)"
         out[name] = Param(default, **schema)
     return out
 
