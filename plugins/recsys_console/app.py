@@ -152,7 +152,7 @@ def quality_page(request: Request, user: Reader) -> HTMLResponse:
         "quality",
         history=history,
         chart=console.quality_svg(history, deployment().config.selection_metric),
-        series=console.SERIES,
+        series={k: v for k, v in console.SERIES.items() if any(k in h["scores"] for h in history)},  # scorers that ran
         outcomes=realised,
         outcomes_chart=console.outcomes_svg(realised["history"]),
     )

@@ -54,6 +54,9 @@ class ValidationReport:
 def describe(check: dict[str, Any]) -> str:
     where = f" on {check['column']}" if check.get("column") else ""
     text = f"{check['expectation']}{where}"
+    if check.get("limit_days") is not None and check.get("observed") and check.get("checked_at"):
+        age = pd.Timestamp(check["checked_at"]) - pd.Timestamp(check["observed"])
+        return f"{text}: the newest event ({check['observed']}) is {_age(age)} old; the limit is {check['limit_days']:g} days"
     if check.get("unexpected_count") is not None:
         text += f": {check['unexpected_count']} rows ({check.get('unexpected_percent', 0):.2f}%) unexpected"
     elif check.get("observed") is not None:
@@ -63,6 +66,11 @@ def describe(check: dict[str, Any]) -> str:
     if check.get("error"):
         text += f" ({check['error']})"
     return text
+
+
+def _age(delta: pd.Timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
 
 
 def _suite_expectations(rules: ValidationRules, now: pd.Timestamp, previous: dict | None) -> list[Any]:
@@ -83,7 +91,8 @@ def _suite_expectations(rules: ValidationRules, now: pd.Timestamp, previous: dic
         E.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(rules.event_types)),
         E.ExpectColumnMaxToBeBetween(
             column="ts", min_value=now - pd.Timedelta(days=rules.max_staleness_days),
-            meta={"check": "freshness", "severity": rules.freshness_severity},
+            meta={"check": "freshness", "severity": rules.freshness_severity, "limit_days": rules.max_staleness_days,
+                  "checked_at": now.isoformat()},
         ),
     ]
     if rules.min_valid_value is not None or rules.max_valid_value is not None:
@@ -213,6 +222,7 @@ def _check(result: Any, frame: pd.DataFrame) -> dict[str, Any]:
         "unexpected_percent": info.get("unexpected_percent"),
         "examples": [_plain(v) for v in examples[:5]],
         "error": error,
+        **{k: meta[k] for k in ("limit_days", "checked_at") if k in meta},
     }
 
 

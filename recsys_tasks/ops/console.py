@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import io
+import math
 import posixpath
 from collections import OrderedDict
 from threading import Lock
@@ -24,12 +25,12 @@ from recsys_tasks.data.validation import describe, offline_html
 from recsys_tasks.errors import ArtifactNotFoundError, GateRejectedError
 from recsys_tasks.metrics import SELECTION_METRIC
 from recsys_tasks.redact import redact
-from recsys_tasks.scoring.report import SCORER_ORDER
+from recsys_tasks.scoring.report import SCORER_NAMES, SCORER_ORDER, metric_order
 from recsys_tasks.storage import layout, registry
 from recsys_tasks.storage.deployment import Deployment
 from recsys_tasks.storage.layout import run_key
 
-SERIES = {"model": "candidate", "production": "production", "ease": "EASE", "item_knn": "item-kNN", "popularity": "popularity"}
+SERIES = {name: SCORER_NAMES[name] for name in SCORER_ORDER}  # one spelling per scorer, on every page
 COLOURS = {"model": "#1f6feb", "production": "#2da44e", "ease": "#bf8700", "item_knn": "#8250df", "popularity": "#8c959f"}
 
 
@@ -84,6 +85,7 @@ def runs(dep: Deployment, limit: int = 30) -> list[dict[str, Any]]:
             "model_version": row.get("model_version"), "rows_written": row.get("rows_written"),
             "candidate": scores.get("model"), "production": scores.get("production"),
             "best_baseline": max(baselines.items(), key=lambda kv: kv[1]) if baselines else None,
+            "best_baseline_name": SERIES.get(max(baselines, key=baselines.get), "") if baselines else None,
             "churn": _churn(metrics), "reasons": reasons(row.get("message")),
         })
     return out
@@ -108,7 +110,7 @@ def run_detail(dep: Deployment, run_id: str) -> dict[str, Any] | None:
         "rows_written": record.get("rows_written"), "users": record.get("users"), "items": record.get("items"),
         "source": redact(record.get("source_uri") or ""), "message": record.get("message"),
         "scorers": [SERIES.get(n, n) for n in scorers],
-        "metrics": [(m, [metrics[n].get(m) for n in scorers]) for m in (metrics.get("model") or {})],
+        "metrics": [(m, [metrics[n].get(m) for n in scorers]) for m in sorted(metrics.get("model") or {}, key=metric_order)],
         "eval_users": metrics.get("eval_users"), "production_version": metrics.get("production_version"),
         "churn": _churn(metrics),
         "gate": {"blessed": gate["blessed"], "reasons": reasons(gate["reason"])} if gate else None,
@@ -150,6 +152,19 @@ def quality(dep: Deployment, limit: int = 60) -> list[dict[str, Any]]:
     ]
 
 
+def nice_ticks(largest: float, most: int = 6) -> tuple[float, int]:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) and how many of them reach just past
+    `largest`: axis labels read 0, 0.05, 0.10... rather than 0.179, 0.359."""
+    if not largest or largest <= 0:
+        return 1.0, 1
+    for power in range(math.floor(math.log10(largest)) - 1, math.floor(math.log10(largest)) + 2):
+        for mantissa in (1, 2, 2.5, 5):
+            step = mantissa * 10.0**power
+            if largest * 1.05 / step <= most:
+                return step, max(1, math.ceil(largest * 1.05 / step))
+    return 10.0 ** math.ceil(math.log10(largest)), 1
+
+
 def quality_svg(history: list[dict[str, Any]], metric: str = SELECTION_METRIC, width: int = 880, height: int = 300,
                 series: dict[str, str] = SERIES, colours: dict[str, str] = COLOURS) -> str:
     """A line per scorer across runs; rejected candidates drawn hollow. Inline SVG, no script."""
@@ -159,7 +174,8 @@ def quality_svg(history: list[dict[str, Any]], metric: str = SELECTION_METRIC, w
     left, right, top, bottom = 56, 130, 16, 40
     names = [n for n in SERIES if any(n in h["scores"] for h in history)]
     drawn = sorted(names, key=lambda n: n == "model")  # the candidate last, on top of any line it ties with
-    top_value = max(v for h in history for v in h["scores"].values() if v is not None) * 1.1 or 1.0
+    step_value, ticks = nice_ticks(max(v for h in history for v in h["scores"].values() if v is not None))
+    top_value = step_value * ticks
     step = (width - left - right) / max(len(history) - 1, 1)
 
     def x(i: int) -> float:
@@ -170,10 +186,10 @@ def quality_svg(history: list[dict[str, Any]], metric: str = SELECTION_METRIC, w
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{html.escape(metric)} per run">']
-    for i in range(5):
-        v = top_value * i / 4
+    for i in range(ticks + 1):
+        v = step_value * i
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>'
-                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+                     f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{round(v, 10):g}</text>')
     for i in range(len(history)):
         parts.append(f'<text x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">{i + 1}</text>')
     parts.append(f'<text x="{(left + width - right) / 2:.0f}" y="{height - 6}" text-anchor="middle">run (oldest first)</text>')

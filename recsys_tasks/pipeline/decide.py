@@ -20,7 +20,7 @@ from recsys_tasks.scoring.evaluation import (
     full_ranking_metrics,
 )
 from recsys_tasks.scoring.inference import top_k_for_users
-from recsys_tasks.scoring.report import metrics_table, write_evaluation_report
+from recsys_tasks.scoring.report import SCORER_NAMES, metrics_table, write_evaluation_report
 from recsys_tasks.storage import layout, registry
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,10 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
     baselines = {name: evaluation[name][metric] for name in BASELINES if name in evaluation}
     strongest = max(baselines, key=baselines.get)
     floor = baselines[strongest] * (1.0 + config.gate_min_lift)
-    others = ", ".join(f"{n} {v:.4f}" for n, v in baselines.items() if n != strongest)
+    others = ", ".join(f"{SCORER_NAMES[n]} {v:.4f}" for n, v in baselines.items() if n != strongest)
     reasons = [
         f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} floor {floor:.4f} set by the strongest baseline, "
-        f"{strongest} {baselines[strongest]:.4f} (required lift {config.gate_min_lift:+.0%}"
+        f"{SCORER_NAMES[strongest]} {baselines[strongest]:.4f} (required lift {config.gate_min_lift:+.0%}"
         + (f"; also evaluated: {others})" if others else ")")
     ]
     blessed = candidate > floor
@@ -147,7 +147,9 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
         # a first night (nothing in production) never leaves readers with nothing when the run
         # has lists better than none: the strongest baseline's, through the same generation path
         decision.update(publish=True, model_version=layout.baseline_version(strongest), serves=strongest)
-        reasons.append(f"no production model to keep: publishing the strongest baseline's lists ({strongest}) instead")
+        reasons.append(
+            f"no production model to keep: publishing the strongest baseline's lists ({SCORER_NAMES[strongest]}) instead"
+        )
     decision["reason"] = reason = "; ".join(reasons)
     run.store.write_json(run.path(layout.GATE), decision)
     if blessed:

@@ -9,15 +9,27 @@ from typing import Any
 from recsys_tasks.metrics import REPORTED_METRICS, SELECTION_METRIC
 
 SCORER_ORDER = ("model", "production", "ease", "item_knn", "popularity")
+# how every page, report and message names a scorer (its key stays in figures and param values)
+SCORER_NAMES = {"model": "candidate", "production": "production", "ease": "EASE", "item_knn": "item-kNN",
+                "popularity": "popularity"}
+METRIC_FAMILIES = ("HR", "Recall", "NDCG", "MRR", "coverage", "popularity_percentile")
+
+
+def metric_order(name: str) -> tuple[int, int, str]:
+    """HR@5, HR@10, HR@20, Recall@..., NDCG@..., MRR, coverage@10...: families in reading order,
+    cut-offs by number (not as text, where HR@20 sorts before HR@5)."""
+    family, _, k = name.partition("@")
+    rank = METRIC_FAMILIES.index(family) if family in METRIC_FAMILIES else len(METRIC_FAMILIES)
+    return rank, int(k) if k.isdigit() else 0, name
 
 
 def metrics_table(results: dict[str, Any]) -> str:
     """Plain-text table: one row per metric, one column per scorer (candidate first)."""
     names = [n for n in SCORER_ORDER if n in results]
-    header = f"  {'metric':<26}" + "".join(f"{n:>12}" for n in names)
+    header = f"  {'metric':<26}" + "".join(f"{SCORER_NAMES.get(n, n):>12}" for n in names)
     rows = [
         f"  {metric:<26}" + "".join(f"{results[n][metric]:>12.4f}" for n in names)
-        for metric in results["model"]
+        for metric in sorted(results["model"], key=metric_order)
     ]
     return "\n".join([header, *rows])
 
@@ -51,7 +63,7 @@ def write_evaluation_report(store: Any, prefix: str, model_version: str, results
     figure, (bars, trend) = plt.subplots(1, 2, figsize=(12, 4.2))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        label = "candidate" if name == "model" else name
+        label = SCORER_NAMES.get(name, name)
         bars.bar([x + i * width for x in range(len(shown))], [results[name][m] for m in shown], width, label=label)
     bars.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(shown))], shown)
     bars.set_title(f"candidate {model_version} vs production and baselines")

@@ -14,7 +14,7 @@ from recsys_tasks.storage import registry
 from recsys_tasks.storage.layout import run_key
 
 GOOD, BAD = "scheduled__2026-11-20T02:00:00+00:00", "scheduled__2026-11-21T02:00:00+00:00"
-REASON = ("NDCG@10 0.1000 <= floor 0.2000 set by the strongest baseline, ease 0.2000 (required lift +0%; also "
+REASON = ("NDCG@10 0.1000 <= floor 0.2000 set by the strongest baseline, EASE 0.2000 (required lift +0%; also "
           "evaluated: popularity 0.0500); NDCG@10 0.1000 < production v-1 0.1500 less 2% tolerance (0.1470); "
           "churn@3 0.667 <= bound 0.900 over 2 users of the published run")
 
