@@ -8,10 +8,14 @@
 FROM python:3.11-slim-bookworm
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# `RECSYS_GIT_COMMIT=$(git rev-parse HEAD) docker compose build`: baked in, so `recsys --version`
+# and every model's lineage.json say which commit trained it
+ARG RECSYS_GIT_COMMIT=unknown
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
+    RECSYS_GIT_COMMIT=$RECSYS_GIT_COMMIT \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/recsys/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/recsys/plugins

@@ -5,7 +5,7 @@ data, scoring, learning, pipeline, then `airflow_adapter` (the only code that kn
 ops.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # CHANGELOG.md; with the commit: config.environment.code_version()
 
 from recsys_tasks.redact import install_log_redaction  # noqa: E402
 

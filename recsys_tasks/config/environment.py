@@ -93,6 +93,33 @@ def alert_targets() -> tuple[str | None, str | None]:
     return os.environ.get("RECSYS_ALERT_WEBHOOK") or None, os.environ.get("RECSYS_ALERT_SMTP") or None
 
 
+def code_commit() -> str:
+    """The commit this code is: RECSYS_GIT_COMMIT (baked into the image at build time), else
+    the checkout's HEAD (with "-dirty" for uncommitted changes), else "unknown"."""
+    baked = os.environ.get("RECSYS_GIT_COMMIT", "").strip()
+    if baked:
+        return baked
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def code_version() -> str:
+    """`0.2.0+<commit>`: what `recsys --version` prints and every model's lineage records."""
+    from recsys_tasks import __version__
+
+    return f"{__version__}+{code_commit()}"
+
+
 def console_origins() -> list[str]:
     """Origins (`https://recsys.example.com`) the console accepts changes from, besides the API
     server's own loopback address: RECSYS_CONSOLE_ORIGINS (comma-separated), else Airflow's

@@ -214,6 +214,8 @@ def cmd_forget_user(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    parser.add_argument("--version", action=_PrintVersion,
+                        help="the version and git commit of this code (as every model's lineage records it)")
     parser.add_argument("-v", "--verbose", action="store_true", help="library logs (Great Expectations too) and tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -288,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--limit", type=int, default=20)
     runs.set_defaults(func=cmd_runs)
     return parser
+
+
+class _PrintVersion(argparse.Action):
+    """`recsys --version`: the version and commit, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from recsys_tasks.config import environment
+
+        print(f"recsys {environment.code_version()}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:

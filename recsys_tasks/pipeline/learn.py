@@ -15,8 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from recsys_tasks import __version__
-from recsys_tasks.config import PipelineConfig
+from recsys_tasks.config import PipelineConfig, environment
 from recsys_tasks.data.prepare import Sequences, Split, everything
 from recsys_tasks.learning.distributed import is_worker, launch
 from recsys_tasks.learning.fit import FINETUNE, Fitted, fit
@@ -168,7 +167,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     blend = chosen_blend(run, fitted, seqs, split)
     lineage = {
         "model_version": version, "run_id": run.run_id, "source_uri": config.source_uri,
-        "created_at": datetime.now(UTC).isoformat(), "code_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(), "code_version": environment.code_version(),
         "sequences": run.store.uri(sequences), "encoder": encoder, "users": seqs.n_users, "items": seqs.n_items,
         "data": run.store.read_json(run.path(PREPARED)) if run.store.exists(run.path(PREPARED)) else None,
         "best_epoch": result.best_epoch, "validation_ndcg@10": result.best_score, "history": result.history,

@@ -1,5 +1,8 @@
 """The nightly DAG, run for real through Airflow (dag.test) on tiny synthetic data."""
 
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -88,6 +91,11 @@ def test_a_regressed_candidate_is_rejected_and_a_good_one_replaces_production(se
     lineage = registry.describe(store, v1)  # what the model was trained on, and the data check it passed
     assert lineage["run_id"] == first["run_id"] and lineage["data"]["rows_extracted"] > 0
     assert lineage["data"]["first_event"] < lineage["data"]["last_event"]
+    # which code trained it: the same version and commit that `recsys --version` prints
+    printed = subprocess.run([sys.executable, "-m", "recsys_tasks.ops.cli", "--version"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert printed[0] == "recsys" and lineage["code_version"] == printed[1] and "+" in printed[1]
+    assert lineage["transition_prior"]["weight"] in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)  # chosen on validation
     assert store.read_json(f"models/{v1}/validation.json")["passed"] is True
 
     regressed = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 0})

@@ -159,7 +159,12 @@ def test_gpu_worker_consumes_queue_gpu_with_a_reserved_gpu(compose):
     assert gpu["build"]["context"] == "."
     assert re.search(r"download\.pytorch\.org/whl/cu\d+", gpu["build"]["args"]["TORCH_INDEX_URL"])
     assert gpu["image"] != compose["services"]["airflow-worker"]["image"]
+    # optional: only with --profile gpu; without it the CPU worker serves queue gpu too
+    assert gpu["profiles"] == ["gpu"]
     cpu = compose["services"]["airflow-worker"]["command"]
+    assert cpu[cpu.index("--queues") + 1] == "default,gpu"
+    with_gpu = interpolate_model(RAW, {**{n: "x" for n in env_example()}, "CPU_WORKER_QUEUES": "default"})
+    cpu = with_gpu["services"]["airflow-worker"]["command"]
     assert cpu[cpu.index("--queues") + 1] == "default"
 
 
@@ -230,6 +235,37 @@ def test_interpolation_matches_compose_rules():
         interpolate("${B:?set B}", env)
     with pytest.raises(ValueError):
         interpolate("echo $A", env)
+
+
+SERVED_LIST = REPO / ".ci" / "served-images.txt"
+
+
+def served_images() -> dict[str, str]:
+    """image -> the day it was checked, from .ci/served-images.txt."""
+    rows = [line.split("|") for line in SERVED_LIST.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return {image.strip(): checked.strip() for image, checked, *_ in rows}
+
+
+def image_defaults(compose_text: str, dockerfile: str) -> set[str]:
+    """Every image a default deployment pulls: compose `image:` values with their defaults, the
+    Dockerfile's FROM; images this project builds itself aside."""
+    model = interpolate_model(yaml.safe_load(compose_text), {name: f"value-of-{name.lower()}" for name in env_example()})
+    images = {service["image"] for service in model["services"].values() if service.get("image")}
+    images |= set(re.findall(r"^FROM\s+(\S+)", dockerfile, re.M))
+    return {image for image in images if not image.startswith("recsys-nightly")}
+
+
+def unlisted(images: set[str]) -> set[str]:
+    return images - set(served_images())
+
+
+def test_every_image_default_is_on_the_list_of_images_known_to_be_served():
+    listed = served_images()
+    assert all(re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) for day in listed.values()), listed
+    assert unlisted(image_defaults(COMPOSE_TEXT, (REPO / "Dockerfile").read_text())) == set()
+    # the check bites: a planted reference to Docker Hub's gone MinIO namespace fails it
+    planted = COMPOSE_TEXT.replace("${MINIO_IMAGE:-quay.io/minio/minio:", "${MINIO_IMAGE:-minio/minio:")
+    assert unlisted(image_defaults(planted, (REPO / "Dockerfile").read_text())) == {"minio/minio:RELEASE.2025-04-22T22-12-26Z"}
 
 
 def test_no_image_comes_from_a_docker_hub_namespace_that_is_gone(compose):
