@@ -24,11 +24,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN useradd --create-home --uid 50000 --gid 0 --home-dir /home/airflow airflow
 
 WORKDIR /opt/recsys
-COPY requirements.txt pyproject.toml ./
+COPY requirements.txt constraints.txt pyproject.toml ./
 # torch first, from the chosen index and at exactly the pinned version (2.13.0+cpu or
-# 2.13.0+cuXXX); `pip install -r` then finds `torch==2.13.0` satisfied and keeps that build
+# 2.13.0+cuXXX); `pip install -r` then finds `torch==2.13.0` satisfied and keeps that build.
+# Every version comes from constraints.txt (the lock CI passed with); no test tool is installed.
 RUN pip install --index-url "$TORCH_INDEX_URL" "$(grep -E '^torch==' requirements.txt)" \
- && pip install -r requirements.txt
+ && pip install -c constraints.txt -r requirements.txt
 
 COPY recsys_tasks ./recsys_tasks
 COPY sql ./sql

@@ -13,14 +13,18 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 DEMO_USERS ?= 5000
 DEMO_ITEMS ?= 2000
 UI_PORT ?= 8080
+# a plain Linux box: TORCH_INDEX=https://download.pytorch.org/whl/cpu takes torch's CPU wheel
+# (PyPI's Linux wheel is the multi-GB CUDA build); empty keeps pip's own indexes
+TORCH_INDEX ?=
 UI_HOST ?= 127.0.0.1
 export UI_PORT UI_HOST
 
 .PHONY: demo test test-unit ui lint venv clean
 
-$(BIN)/recsys: requirements.txt pyproject.toml
+$(BIN)/recsys: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	$(if $(TORCH_INDEX),$(BIN)/pip install -q --index-url $(TORCH_INDEX) -c constraints.txt torch)
+	$(BIN)/pip install -q -c constraints.txt -r requirements-dev.txt 2> >(grep -v "is ignored: it is neither" >&2)
 	$(BIN)/pip install -q --no-deps -e . 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $@
 

@@ -168,11 +168,27 @@ def test_gpu_worker_consumes_queue_gpu_with_a_reserved_gpu(compose):
     assert cpu[cpu.index("--queues") + 1] == "default"
 
 
+def test_the_package_declares_what_requirements_txt_installs_and_the_lock_pins_all_of_it():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    listed = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    assert declared == [line for line in listed if line]
+    locked = {re.split(r"==", line)[0].lower().replace("_", "-") for line in (REPO / "constraints.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    for requirement in declared + (REPO / "requirements-dev.txt").read_text().splitlines():
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement.split("#")[0].strip() or "#")
+        if name and not requirement.startswith("-r"):
+            assert name.group(0).lower().replace("_", "-") in locked, f"{requirement} is not in constraints.txt"
+
+
 def test_dockerfile_builds_from_the_pinned_requirements():
     dockerfile = (REPO / "Dockerfile").read_text()
     requirements = (REPO / "requirements.txt").read_text()
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in dockerfile
-    assert "pip install -r requirements.txt" in dockerfile
+    assert "pip install -c constraints.txt -r requirements.txt" in dockerfile  # the lock, and no test tools
+    for tool in ("pytest", "moto", "ruff", "selenium"):
+        assert not re.search(rf"^{tool}\b", requirements, re.M), f"{tool} belongs in requirements-dev.txt"
     assert re.search(r"^torch==2\.13\.0$", requirements, re.M)
     assert re.search(r"^apache-airflow-providers-celery==", requirements, re.M)
 
