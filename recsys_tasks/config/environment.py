@@ -29,6 +29,33 @@ from recsys_tasks.config.settings import PipelineConfig
 WORKER_FLAG = "RECSYS_DISTRIBUTED_WORKER"  # set in training processes, so a stage does not launch again
 
 
+# Every variable this module reads: name -> (default, meaning). docs/reference.md is generated
+# from this table and the run params (`recsys reference`); a test fails on a variable missing here.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "RECSYS_HOME": ("./var", "folder of the embedded default's databases and artifacts"),
+    "RECSYS_SOURCE_URI": ("sqlite:///$RECSYS_HOME/recsys.db?table=interactions", "where interactions come from"),
+    "RECSYS_SOURCE_FORMAT": ("from the URI", "csv, parquet, movielens-100k, movielens-1m, movielens-csv or sequence"),
+    "RECSYS_SOURCE_COLUMNS": ("canonical names", "the source's column names, e.g. user_id=uid,item_id=sku,ts=time"),
+    "RECSYS_ITEMS_URI": ("unset", "item attributes or catalogue (JSON, CSV or Parquet)"),
+    "RECSYS_DB_URL": ("sqlite:///$RECSYS_HOME/recsys.db", "results database (the `recsys_db` connection when unset)"),
+    "RECSYS_ARTIFACT_ROOT": ("$RECSYS_HOME/artifacts", "artifacts: a folder or s3://bucket/prefix"),
+    "RECSYS_S3_ENDPOINT_URL": ("unset (AWS_ENDPOINT_URL, else AWS)", "an S3-compatible endpoint such as MinIO"),
+    "RECSYS_TASK_RETRIES": ("2", "retries of a failed task (bad data and bad params never retry)"),
+    "RECSYS_RETRY_DELAY_S": ("120", "seconds between retries"),
+    "RECSYS_TASK_TIMEOUT_MIN": ("240", "a task running longer fails (and retries)"),
+    "RECSYS_RUN_TIMEOUT_H": ("20", "a nightly run not finished by then is failed"),
+    "RECSYS_GPU_QUEUE": ("default", "the Celery queue of pretrain and finetune (gpu in docker-compose)"),
+    "RECSYS_GPU_POOL": ("default_pool", "the pool of pretrain and finetune (gpu in docker-compose)"),
+    "RECSYS_SOURCE_ASSET": ("unset (02:00 UTC)", "schedule the nightly on this Asset's updates instead of the clock"),
+    "RECSYS_ALERT_WEBHOOK": ("unset", "a URL that gets a JSON POST when a task fails for good"),
+    "RECSYS_ALERT_SMTP": ("unset", "smtp://[user:password@]host:port?to=... for the same notice by e-mail"),
+    "RECSYS_TEXT_ENCODER": ("unset (TF-IDF + SVD)", "a local sentence-transformers / Hugging Face model folder"),
+    "RECSYS_CONSOLE_ORIGINS": ("[api] base_url", "origins the console accepts changes from, comma-separated"),
+    "RECSYS_GIT_COMMIT": ("the checkout's HEAD", "the commit images are built from (recsys --version, lineage)"),
+    WORKER_FLAG: ("set by the launcher", "marks a training process started by the distributed launcher (internal)"),
+}
+
+
 def is_set(name: str) -> bool:
     return name in os.environ
 

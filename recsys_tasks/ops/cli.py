@@ -194,6 +194,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recsys_tasks.ops.reference import reference_markdown
+
+    text = reference_markdown()
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def cmd_init_db(args: argparse.Namespace) -> int:
     """The deployment's schema step (docker-compose's init service runs it): tables, views and
     the reader role, so that no task body has to change the schema."""
@@ -268,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--over-gate", action="store_true",
                         help="promote a version the gate rejected (the second, explicit confirmation)")
     models.set_defaults(func=cmd_models)
+
+    reference = sub.add_parser("reference", help="every RECSYS_* variable and run param, as docs/reference.md")
+    reference.add_argument("--out", help="write it here (default: print it)")
+    reference.set_defaults(func=cmd_reference)
 
     show = sub.add_parser("show", help="report on a run (default: the one readers see)")
     show.add_argument("--run-id")
