@@ -52,7 +52,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     write_interactions(frame, args.out)
     print(
         f"wrote {len(frame)} interactions ({frame['user_id'].nunique()} users, "
-        f"{frame['item_id'].nunique()} items) to {args.out}"
+        f"{frame['item_id'].nunique()} items) to {redact(args.out)}"
     )
     return 0
 

@@ -148,3 +148,13 @@ def test_bench_pretrains_as_the_nightly_by_default_and_reports_seeds_and_time_to
     wrong = recsys("bench", "--data", str(events), "--out", str(out), "--set", "heads=1", env=clean_env(tmp_path))
     assert wrong.returncode == 2
     assert "heads=1" in wrong.stderr and "n_heads" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_demo_data_never_prints_the_password_of_the_url_it_writes_to(tmp_path, postgres_url):
+    secret = "s3cr3t-Passw0rd"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@", 1)
+    assert secret in url  # trust auth here: the password is ignored, but it must not be shown
+    done = recsys("demo-data", "--users", "30", "--items", "20", "--out", url.replace("?", "?table=interactions&", 1),
+                  env=clean_env(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "wrote" in done.stdout and secret not in done.stdout + done.stderr and "***" in done.stdout
