@@ -170,9 +170,23 @@ def processes_of(airflow_home: str) -> list[str]:
     return [c for c in found if c]
 
 
+def make_process(shell_pid: int) -> int:
+    """The `make` that `sh -c "UI_PORT=... make ui"` started (or the shell itself, had it exec'd make)."""
+    if (Path("/proc") / str(shell_pid) / "comm").read_text().strip() == "make":
+        return shell_pid
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == shell_pid and (stat.parent / "comm").read_text().strip() == "make":
+                return int(stat.parent.name)
+        except (OSError, IndexError, ValueError):
+            continue
+    raise AssertionError(f"no make process under {shell_pid}")
+
+
 def stop_as_a_user_would(proc: subprocess.Popen, airflow_home: str) -> list[str]:
-    """SIGTERM to `make ui` alone (not its process group), then what is still running 40 s later."""
-    os.kill(proc.pid, signal.SIGTERM)
+    """SIGTERM to the `make ui` process alone (not its process group), then what is still running 40 s later."""
+    os.kill(make_process(proc.pid), signal.SIGTERM)
     proc.wait(timeout=60)
     deadline = time.time() + 40
     while (left := processes_of(airflow_home)) and time.time() < deadline:
