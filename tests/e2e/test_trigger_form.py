@@ -95,7 +95,8 @@ def _open_trigger_form(browser, base: str):
         time.sleep(0.5)
     buttons[0].click()
     deadline = time.time() + 30
-    while not (dialogs := browser.find_elements(By.CSS_SELECTOR, ".chakra-dialog__content")) or "Run Parameters" not in dialogs[0].text:
+    while not (dialogs := browser.find_elements(By.CSS_SELECTOR, ".chakra-dialog__content")) \
+            or "Run Parameters" not in dialogs[0].text:
         assert time.time() < deadline, "the trigger form did not open"
         time.sleep(0.5)
     return dialogs[0]
