@@ -405,3 +405,18 @@ def test_a_page_of_another_origin_cannot_frame_the_console(site, browser, tmp_pa
         browser.switch_to.default_content()
     finally:
         stop_process_group(other, grace=5)
+
+
+def test_a_runs_data_docs_load_nothing_from_outside(site, browser):
+    """GX's Data Docs of a real run, as the console serves them: no CDN, no script, no outbound URL."""
+    import re
+
+    login(browser, site, "admin")
+    store = ArtifactStore(site["config"].artifact_root)
+    keys = sorted({key.split("/")[1] for key in store.list("runs") if key.endswith("data_docs/index.html")})
+    assert keys, "no run kept its Data Docs"
+    cookie = {"_token": browser.get_cookie("_token")["value"]}
+    page = requests.get(f"{site['base']}/recsys/runs/{keys[0]}/data_docs/index.html", cookies=cookie, timeout=10)
+    assert page.status_code == 200 and "<table" in page.text
+    assert re.findall(r"(?:src|href|action)=[\"'](?:https?:)?//", page.text) == [] and "<script" not in page.text
+    assert not re.search(r"https?://", page.text), re.findall(r"https?://\S{0,60}", page.text)[:5]
