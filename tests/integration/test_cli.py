@@ -158,3 +158,36 @@ def test_demo_data_never_prints_the_password_of_the_url_it_writes_to(tmp_path, p
                   env=clean_env(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote" in done.stdout and secret not in done.stdout + done.stderr and "***" in done.stdout
+
+
+def test_models_promote_asks_twice_for_a_rejected_version_and_says_when_readers_change(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from recsys_tasks import db as results_db
+    from recsys_tasks.config import config_from_env
+    from recsys_tasks.storage import registry
+    from recsys_tasks.storage.deployment import Deployment
+
+    env = clean_env(tmp_path)
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    config = config_from_env({})
+    with Deployment(config) as dep:
+        dep.writable()
+        rows = pd.DataFrame({"user_id": ["1", "1"], "rank": [1, 2], "item_id": ["a", "b"], "score": 1.0, "model_version": "v-1"})
+        results_db.publish_recommendations(dep.engine, dep.tables, "run-1", rows, retain_runs=3)
+        results_db.record_run(dep.engine, dep.tables, "run-1", "published", model_version="v-1")
+        for version, run in (("v-1", "run-1"), ("v-2", "run-2")):
+            dep.store.write_bytes(f"models/{version}/model.pt", b"weights")
+            dep.store.write_json(f"models/{version}/lineage.json", {"run_id": run})
+        dep.store.write_json("runs/run-2/gate.json", {"blessed": False, "candidate": "v-2",
+                                                       "reason": "NDCG@10 0.1000 <= floor 0.2000"})
+        registry.promote(dep.store, "v-1")
+    once = recsys("models", "promote", "v-2", env=env)
+    assert once.returncode == 2 and "the gate rejected v-2: NDCG@10 0.1000 <= floor 0.2000" in once.stderr
+    assert "--over-gate" in once.stderr and registry.production_version(ArtifactStore(config.artifact_root)) == "v-1"
+    twice = recsys("models", "promote", "v-2", "--over-gate", env=env)
+    assert twice.returncode == 0, twice.stderr
+    assert "production is now v-2" in twice.stdout and "over the gate's rejection" in twice.stdout
+    assert "readers of recommendations_current keep v-1's lists (run run-1) until recsys_regenerate" in twice.stdout
+    back = recsys("models", "rollback", env=env)
+    assert back.returncode == 0 and "production is now v-1" in back.stdout
