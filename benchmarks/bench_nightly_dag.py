@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="passed to recsys run")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    stamp = measured()  # the code that runs, before anything else can change the checkout
     home = Path(tempfile.mkdtemp(prefix="recsys-nightly-dag-"))
     events = home / "events.csv"
     last = held_out_events(args.data, events)
@@ -90,7 +91,7 @@ def main() -> None:
         stages = pd.read_sql(sa.text("SELECT stage, seconds FROM recsys_runs_stages ORDER BY started_at"), conn)
     engine.dispose()
     figures = {
-        **measured(), "data": args.data, "params": args.param, "exit_code": run.returncode,
+        **stamp, "data": args.data, "params": args.param, "exit_code": run.returncode,
         "wall_seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "run": runs.to_dict("records")[-1] if len(runs) else None,
         "stage_seconds": dict(zip(stages["stage"], stages["seconds"].round(1), strict=True)),

@@ -180,12 +180,13 @@ def bench_command(args: Any) -> int:
     train = dataclasses.replace(train, **{k: v for k, v in changes.items() if v is not None})
     objectives = pretraining_names(args.pretrain)  # None: the nightly's objectives
     runs: list[dict[str, Any]] = []
+    stamp = measured()  # the code as it was when the series started, not when its last seed ended
     for seed in seeds:
         figures = run_benchmark(args.data, args.attributes, model, dataclasses.replace(train, seed=seed), objectives,
                                 trace_test=args.trace_test)
         runs.append(figures)
         print(seed_line(seed, figures), flush=True)
-        result = {**measured(), **(runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs})}
+        result = {**stamp, **(runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs})}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             json.dumps(result, indent=2) + "\n"
