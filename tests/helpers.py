@@ -55,10 +55,18 @@ def run_record(config, run_id):
 
 
 def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM a server started with `start_new_session=True` and its children; SIGKILL after `grace` s."""
-    os.killpg(proc.pid, signal.SIGTERM)
+    """SIGTERM a server started with `start_new_session=True` and its children; SIGKILL after `grace` s.
+    A group that is already gone (the test stopped it as a user would) is fine."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        proc.wait(10)
+        return
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait(10)
