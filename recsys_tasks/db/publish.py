@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 PUBLISH_LOCK_TIMEOUT = "30s"  # the switch transaction waits at most this long for another publisher
 RETIRE_LOCK_TIMEOUT = "500ms"  # dropping a retired run's partition queues readers behind it: keep it short
-PLANNED_BEFORE_ATTACH_WAIT_S = 10.0  # the switch waits at most this long for statements planned before the attach
+PLANNED_BEFORE_ATTACH_WAIT_S = 5.0  # the switch waits at most this long for statements planned before the attach
 
 
 def _copy_rows(conn: sa.Connection, table: str, rows: pd.DataFrame, chunk: int = 200_000,
@@ -129,14 +129,17 @@ def _wait_for_statements_planned_before_attach(engine: sa.Engine, tables: Tables
     A reader's statement reads the partition list when it locks the table, and takes its data
     snapshot later. One that locked before the attach committed and snapshots after the switch
     commits follows the new pointer to a partition its plan lacks: no rows at all. Such a
-    statement holds its lock until its transaction ends, so once those transactions are gone
-    every statement that can see the new pointer also knows the new partition. Normally this is
-    a few milliseconds; a reader idle inside an open transaction is waited for at most
-    PLANNED_BEFORE_ATTACH_WAIT_S (its next statement may then see an empty list, as it would see
-    a stale one anyway)."""
+    statement holds its lock until its transaction ends, so once those transactions are gone (or
+    sit idle between statements) every statement that can see the new pointer also knows the new
+    partition. Normally this is a few milliseconds, and at most PLANNED_BEFORE_ATTACH_WAIT_S. A
+    reader idle inside an open transaction is not waited for (it runs nothing now); PostgreSQL does
+    not refresh the partition list of a table a transaction already holds, so such a reader's next
+    statement may miss the new run: readers should not hold transactions open across publishes
+    (docs/production.md)."""
     query = sa.text(
-        "SELECT DISTINCT virtualtransaction FROM pg_locks "
-        "WHERE locktype = 'relation' AND relation = to_regclass(:t) AND pid IS DISTINCT FROM pg_backend_pid()"
+        "SELECT DISTINCT l.virtualtransaction FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.locktype = 'relation' AND l.relation = to_regclass(:t) AND l.pid IS DISTINCT FROM pg_backend_pid() "
+        "AND COALESCE(a.state, '') NOT LIKE 'idle in transaction%'"  # between statements: nothing planned to wait for
     )
     with engine.connect() as conn:
         waiting = set(conn.execute(query, {"t": tables.results}).scalars())
