@@ -403,6 +403,9 @@ def test_a_page_of_another_origin_cannot_frame_the_console(site, browser, tmp_pa
         browser.switch_to.frame(browser.find_element(By.ID, "f"))
         assert browser.find_elements(By.ID, "versions") == [] and browser.find_elements(By.CSS_SELECTOR, "form") == []
         browser.switch_to.default_content()
+        # what the browser logged is the refusal itself (and the missing favicon of the framing page)
+        logged = errors(browser, ("frame-ancestors", "favicon.ico"))
+        assert logged == [], logged
     finally:
         stop_process_group(other, grace=5)
 
