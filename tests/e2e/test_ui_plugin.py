@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,14 +24,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from helpers import stop_process_group
+from helpers import headless_chromium, stop_process_group
 from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
 from recsys_tasks.data.sources import read_interactions, write_interactions
@@ -44,7 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 # keeps its pictures out of the checkout
 SHOTS = Path(os.environ.get("RECSYS_SCREENSHOTS") or tempfile.mkdtemp(prefix="recsys-shots-")).resolve()
 BIN = Path(sys.executable).parent
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2", "--param", "holdout_fraction=0.2"]
 USERS = {"admin": "admin", "viewer": "viewer"}
 PROXY_ORIGIN = "https://recsys.example.test"
@@ -123,14 +119,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        assert shutil.which(path), f"{path} missing: apt-get install chromium chromium-driver (.ci/run does)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = headless_chromium()
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": False}
     )
