@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from recsys_tasks.config import ModelConfig, PipelineConfig, TrainConfig, field_overrides
-from recsys_tasks.data.prepare import build_sequences, item_popularity, leave_one_out
+from recsys_tasks.data.prepare import Split, build_sequences, item_popularity, leave_one_out
 from recsys_tasks.data.sources import read_interactions, read_item_attributes
 from recsys_tasks.learning.fit import FINETUNE, fit
 from recsys_tasks.learning.training import BATCHINGS, resolve_device
@@ -42,6 +43,7 @@ NIGHTLY_PRETRAINING: str = next(f.default for f in dataclasses.fields(PipelineCo
 # the frequency branch, the nightly's pretraining and its train_minutes budget)
 BENCH_MODEL = ModelConfig()
 BENCH_TRAIN = TrainConfig()
+REFIT: bool = next(f.default for f in dataclasses.fields(PipelineConfig) if f.name == "refit")
 
 
 def pretraining_names(objectives: str | tuple[str, ...] | None) -> str:
@@ -60,6 +62,7 @@ def run_benchmark(
     pretrain_objectives: str | tuple[str, ...] | None = None,
     batching: str = "length_buckets",
     trace_test: float | None = None,
+    refit: bool = REFIT,
 ) -> dict[str, Any]:
     """Train on `data` (a sequence file or any source) as the nightly does, choose the transition
     prior's blend on validation as it does, and report test metrics (and the model's alone).
@@ -69,6 +72,10 @@ def run_benchmark(
     `trace_test`: a target NDCG@10; test NDCG@10 is then also computed after every epoch (into the
     history as "test"; it chooses nothing) and the training seconds until it first reaches the
     target are reported: time to quality.
+    `refit`: as the nightly's `refit`, what is scored on test is the judged model's training again
+    (same start, the epoch count validation chose) with each user's validation item as one more
+    target; the test item is never trained on. The judged model's own figures are reported beside
+    (`judged_metrics`: the published protocol, one training event per user fewer).
     """
     started = time.perf_counter()
     # the sequences exactly as the file gives them: a repeated last item is the test target, and
@@ -104,8 +111,23 @@ def run_benchmark(
         # chosen on validation with training transitions; tested, as a night would use it, with
         # the transitions of every item before the target (the validation item's included)
         test_prior = transition_prior(seqs, test_end)
-        metrics = full_ranking_metrics(blended_scorer(scorer, test_prior, seqs.items, weight, two_hop), seqs,
-                                       split.eval_users, test_end)
+        judged = full_ranking_metrics(blended_scorer(scorer, test_prior, seqs.items, weight, two_hop), seqs,
+                                      split.eval_users, test_end)
+    refitted = None
+    if refit and result.best_epoch:
+        # every event before the test target: the validation item becomes a training target
+        before_test = Split(train_end=np.where(np.isin(np.arange(seqs.n_users), split.eval_users), test_end, split.train_end),
+                            eval_users=np.zeros(0, dtype=np.int64))
+        refitted = fit(seqs, before_test, model_config, train_config, FINETUNE, attribute_rows, encoder, batches=batches,
+                       refit_epochs=result.best_epoch)
+        log.info("refit on every event before the test targets for %d epochs in %.1fs", result.best_epoch,
+                 refitted.result.seconds)
+        with torch.no_grad():
+            shipped = model_scorer(refitted.model.to(device), seqs, device)
+            metrics = full_ranking_metrics(blended_scorer(shipped, test_prior, seqs.items, weight, two_hop), seqs,
+                                           split.eval_users, test_end)
+    else:
+        metrics = judged
     epoch_seconds = [h["seconds"] for h in result.history]
     return {
         "data": data,
@@ -117,7 +139,9 @@ def run_benchmark(
         "batching": batching,
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
         "popularity_metrics": {k: round(v, 4) for k, v in popularity.items()},
-        "model_alone_metrics": {k: round(v, 4) for k, v in alone.items()},  # without the transition prior
+        "judged_metrics": {k: round(v, 4) for k, v in judged.items()},  # before the refit, with the prior
+        "model_alone_metrics": {k: round(v, 4) for k, v in alone.items()},  # judged, without the transition prior
+        "refit": {"epochs": result.best_epoch, "seconds": round(refitted.result.seconds, 1)} if refitted else None,
         "transition_prior": {"weight": weight, "two_hop": two_hop, "validation_ndcg@10": prior_table},
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
@@ -155,6 +179,7 @@ def seed_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     columns = {
         "test_ndcg@10": [r["metrics"][SELECTION_METRIC] for r in runs],
         "test_hr@10": [r["metrics"]["HR@10"] for r in runs],
+        "test_ndcg@10_judged": [r.get("judged_metrics", r["metrics"])[SELECTION_METRIC] for r in runs],
         "test_ndcg@10_model_alone": [r["model_alone_metrics"][SELECTION_METRIC] for r in runs],
         "validation_ndcg@10": [r["validation_ndcg@10"] for r in runs],
         "best_epoch": [r["best_epoch"] for r in runs],
@@ -183,7 +208,7 @@ def bench_command(args: Any) -> int:
     stamp = measured()  # the code as it was when the series started, not when its last seed ended
     for seed in seeds:
         figures = run_benchmark(args.data, args.attributes, model, dataclasses.replace(train, seed=seed), objectives,
-                                trace_test=args.trace_test)
+                                trace_test=args.trace_test, refit=REFIT if args.refit is None else args.refit)
         runs.append(figures)
         print(seed_line(seed, figures), flush=True)
         result = {**stamp, **(runs[0] if len(seeds) == 1 else {"summary": seed_summary(runs), "runs": runs})}
@@ -232,6 +257,7 @@ def seed_line(seed: int, figures: dict[str, Any]) -> str:
             f"HR@10 {figures['metrics']['HR@10']:.4f} "
             f"(validation {figures['validation_ndcg@10']:.4f}, best epoch {figures['best_epoch']} of "
             f"{figures['epochs_run']}; pretraining: {'+'.join(figures['pretrain_objectives']) or 'none'}; "
-            f"transition prior {prior['weight']}/{prior['two_hop']}; the model alone "
+            f"transition prior {prior['weight']}/{prior['two_hop']}; before the refit "
+            f"{figures.get('judged_metrics', figures['metrics'])[SELECTION_METRIC]:.4f}; the model alone "
             f"{figures['model_alone_metrics'][SELECTION_METRIC]:.4f}) "
             f"in {figures['total_seconds'] / 60:.1f} min{to_target}")

@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--patience", type=int, default=None, help="epochs without a better validation score (default 10)")
     bench.add_argument("--train-minutes", type=float, default=None,
                        help="training budget per stage in minutes, as the nightly's train_minutes (default: none)")
+    bench.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                       help="score the judged model refitted with each validation item as one more target, as the "
+                            "nightly's refit ships (default: the nightly's refit setting)")
     bench.add_argument("--seed", type=int, default=42)
     bench.add_argument("--seeds", help="comma-separated seeds, one run each; the output adds mean, spread and range")
     bench.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
