@@ -3,8 +3,10 @@
 
 An example for teams that consume the recommendations: scheduled on the
 `recommendations_current` Asset (`recsys://recommendations/current`), it runs after every
-successful publish of `recsys_nightly` or `recsys_regenerate`, reads the reader view through
-the `recsys_tasks` library and logs which run it shows and how many rows and users it holds.
+successful publish of `recsys_nightly` or `recsys_regenerate`, reads the reader view a page at a
+time through the reader kit (`recsys_tasks.reader`) and logs which run it shows, how many rows
+and users it holds, and what the publish announced in its Asset event (`extra`: run_id,
+model_version, rows, users).
 Copy it as the start of a cache warm-up, an export or a notification; refer to the Asset by
 the same name and URI.
 
@@ -37,21 +39,30 @@ RECOMMENDATIONS = Asset(name="recommendations_current", uri="recsys://recommenda
 def recsys_downstream_example():
     @task
     def read_recommendations(triggering_asset_events=None) -> dict:
-        from recsys_tasks import db
         from recsys_tasks.airflow_adapter import config_for
+        from recsys_tasks.reader import Reader
         from recsys_tasks.storage.deployment import Deployment
 
-        published_by = [e.source_run_id for events in (triggering_asset_events or {}).values() for e in events]
+        # what each publish announced in its Asset event: run_id, model_version, rows, users
+        announced = [e.extra for events in (triggering_asset_events or {}).values() for e in events if e.extra]
         config = config_for({})  # the deployment's results database (RECSYS_DB_URL or connection recsys_db)
         with Deployment(config) as deployment:
-            view = db.read_current(deployment.engine, deployment.tables)
-        shown = sorted(view["run_id"].unique())
+            t = deployment.tables
+            reader = Reader(deployment.engine, current_view=t.view, fallback_view=t.fallback_view,
+                            similar_view=t.similar_view, runs_view=t.runs_public)
+            run = reader.current_run() or {}
+            rows = users = 0
+            last_user = None
+            for page in reader.pages(50_000):  # a page at a time, never the whole view in memory
+                rows += len(page)
+                for row in page:  # pages come in (user_id, rank) order
+                    users += row["user_id"] != last_user
+                    last_user = row["user_id"]
         log.info(
-            "recommendations_current shows run %s (model %s): %d rows for %d users; triggered by the publish of %s",
-            ", ".join(shown) or "none", ", ".join(sorted(view["model_version"].unique())), len(view),
-            view["user_id"].nunique(), ", ".join(filter(None, published_by)) or "no run (manual trigger)",
+            "recommendations_current shows run %s (model %s): %d rows for %d users; announced by the publish: %s",
+            run.get("run_id") or "none", run.get("model_version"), rows, users, announced or "nothing (manual trigger)",
         )
-        return {"run_id": shown[0] if shown else None, "rows": len(view), "users": int(view["user_id"].nunique())}
+        return {"run_id": run.get("run_id"), "rows": rows, "users": users}
 
     read_recommendations()
 

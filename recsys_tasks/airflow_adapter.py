@@ -288,9 +288,12 @@ def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | No
         return call("companion_lists", prepared["sequences"], trained["model_version"])
 
     @task(outlets=outlets or [])
-    def publish(trained: dict, shards: list[dict], extras: dict) -> dict:
+    def publish(trained: dict, shards: list[dict], extras: dict, outlet_events: Any = None) -> dict:
         # indexing, not iterating: iterating a mapped result probes one XCom past the end
-        return call("publish", trained["model_version"], [shards[i] for i in range(len(shards))], extras)
+        outcome = call("publish", trained["model_version"], [shards[i] for i in range(len(shards))], extras)
+        for asset in outlets or []:  # what the run published, for consumers of the Asset event
+            outlet_events[asset].extra = {k: outcome.get(k) for k in ("run_id", "model_version", "rows", "users")}
+        return outcome
 
     shards = plan_shards(prepared)
     if after is not None:

@@ -22,6 +22,14 @@ CREATE TABLE IF NOT EXISTS {results_table} (
     strategy      VARCHAR(16)      NOT NULL DEFAULT 'model',
     -- 'model', or 'control' for the holdout (holdout_fraction) shown the control list
     variant       VARCHAR(16)      NOT NULL DEFAULT 'model',
+    -- what the score means (docs/readers.md): a model row's probability that the item is the
+    -- user's next (softmax over the catalogue); a popularity row's share of all events
+    probability   DOUBLE PRECISION,
+    -- why: the item of the user's history nearest the recommended one (cosine of item vectors)
+    because_item_id VARCHAR(250),
+    because_score DOUBLE PRECISION,
+    -- 'history', 'new_item', 'popular' or 'control' (scoring/explain.py: REASONS)
+    reason        VARCHAR(16),
     PRIMARY KEY (run_id, user_id, rank)
 ){partition_by};
 

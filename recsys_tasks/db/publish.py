@@ -31,6 +31,7 @@ from recsys_tasks.db.runs import pointer_run
 from recsys_tasks.db.schema import apply_schema
 from recsys_tasks.db.tables import (
     ADDED_COLUMNS,
+    ADDED_DEFAULTS,
     FALLBACK_COLUMNS,
     RESULT_COLUMNS,
     SIMILAR_COLUMNS,
@@ -202,7 +203,7 @@ def publish_recommendations(
     def stamped(parts: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for part in parts:
             part = part.assign(run_id=run_id, generated_at=now)
-            defaults = {c: "model" for c in ADDED_COLUMNS if c not in part}
+            defaults = {c: ADDED_DEFAULTS.get(c) for c in ADDED_COLUMNS if c not in part}
             yield part.assign(**defaults) if defaults else part
 
     parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)

@@ -16,9 +16,15 @@ from sqlalchemy.engine import make_url
 from recsys_tasks.errors import ConfigError
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at", "strategy", "variant")
+RESULT_COLUMNS = ("run_id", "user_id", "rank", "item_id", "score", "model_version", "generated_at", "strategy", "variant",
+                  "probability", "because_item_id", "because_score", "reason")
 # columns that came after the first release, added to older tables in place: name -> DDL type
-ADDED_COLUMNS = {"strategy": "VARCHAR(16) NOT NULL DEFAULT 'model'", "variant": "VARCHAR(16) NOT NULL DEFAULT 'model'"}
+ADDED_COLUMNS = {
+    "strategy": "VARCHAR(16) NOT NULL DEFAULT 'model'", "variant": "VARCHAR(16) NOT NULL DEFAULT 'model'",
+    "probability": "DOUBLE PRECISION", "because_item_id": "VARCHAR(250)", "because_score": "DOUBLE PRECISION",
+    "reason": "VARCHAR(16)",
+}
+ADDED_DEFAULTS = {"strategy": "model", "variant": "model"}  # the rest: NULL
 # the lists published beside the users' (scoring.companions makes them)
 FALLBACK_COLUMNS = ("rank", "item_id", "score")
 SIMILAR_COLUMNS = ("item_id", "rank", "similar_item_id", "score")

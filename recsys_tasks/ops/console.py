@@ -331,7 +331,7 @@ def user_lookup(dep: Deployment, user_id: str, history: int = 20) -> dict[str, A
     """A user's published list, or the run's fallback list for a user without one, read in one
     statement (the reader query: both from one run, even while a publish switches), beside the
     last `history` events of that user in the log of the run the list comes from."""
-    columns = ["rank", "item_id", "score", "strategy", "variant"]
+    columns = ["rank", "item_id", "score", "probability", "reason", "because_item_id", "strategy", "variant"]
     if dep.current_run() is None:
         return {"user_id": user_id, "run_id": None, "rows": [], "fallback": [], "history": [], "columns": []}
     rows, run_id = db.user_list(dep.engine, dep.tables, user_id)

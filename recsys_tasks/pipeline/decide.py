@@ -52,14 +52,20 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     scorers = {"model": scorer_for(run, model_version, seqs, device, history_end=test_history_end)}
     scorers |= {name: baseline_scorer(name, seqs, split.train_end) for name in ("popularity", item_to_item)}
     production = registry.production_version(run.store)
+    judged_as = None
     if production and production != model_version:
-        scorers["production"] = scorer_for(run, production, seqs, device, history_end=test_history_end)
+        # a refitted production model trained on the held-out events of users with nothing new
+        # since; it is judged, as the candidate is, by its twin that did not (registry.judged_version)
+        judged_as = registry.judged_version(run.store, production)
+        scorers["production"] = scorer_for(run, judged_as, seqs, device, history_end=test_history_end)
     results: dict = {
         name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity,
                                    exclude_history=config.repeats == "exclude")
         for name, scorer in scorers.items()
     }
     results.update(eval_users=int(len(split.eval_users)), production_version=production)
+    if judged_as and judged_as != production:
+        results["production_judged_as"] = judged_as
     results["published"] = compare_with_published(run, scorers["model"], seqs)
     run.store.write_json(layout.model_file(model_version, layout.METRICS), results)
     run.store.write_json(run.path(layout.EVALUATION), {"model_version": model_version, **results})
@@ -125,7 +131,8 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
         blessed = blessed and holds
         reasons.append(
             f"{metric} {candidate:.4f} {'>=' if holds else '<'} production {evaluation['production_version']} "
-            f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f})"
+            + (f"(judged as {evaluation['production_judged_as']}) " if evaluation.get("production_judged_as") else "")
+            + f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f})"
         )
     else:
         reasons.append("no production model yet: floors only")

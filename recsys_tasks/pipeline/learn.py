@@ -97,6 +97,9 @@ def starting_point(run: RunContext, encoder: str | None) -> str | None:
     if version is None:
         log.info("warm_start_from=production: no production model yet, starting from %s", encoder or "scratch")
         return encoder
+    # a refit's twin: the refit trained on the held-out events of users with nothing new since,
+    # which tonight's validation holds out again (registry.judged_version)
+    version = registry.judged_version(run.store, version)
     key = model_file(version)
     shape = load_torch(run, key)["model_config"]
     if shape != dataclasses.asdict(run.config.model):

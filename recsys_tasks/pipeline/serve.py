@@ -18,6 +18,7 @@ from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import business_rules, item_vectors, scorer_for
 from recsys_tasks.scoring import companions, outcomes
 from recsys_tasks.scoring.evaluation import popularity_scorer
+from recsys_tasks.scoring.explain import unit_rows
 from recsys_tasks.scoring.inference import top_k_for_users
 from recsys_tasks.storage import layout, registry, retention
 
@@ -52,10 +53,12 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     users = np.arange(shard["start"], shard["end"])
     control = outcomes.holdout_variant(np.asarray(seqs.user_ids, dtype=object)[users], run.config.holdout_fraction) == "control"
     blocked, caps = business_rules(run, seqs)
+    baseline = layout.baseline_of(model_version)
+    units = unit_rows(item_vectors(run, model_version, seqs))  # the reasons: nearest history items
     with torch.no_grad():
         frame = top_k_for_users(scorer, seqs, users[~control], run.config.top_k, run.config.min_history, blocked=blocked,
-                                caps=caps, strategy=layout.baseline_of(model_version) or "model",
-                                exclude_history=run.config.repeats == "exclude")
+                                caps=caps, strategy=baseline or "model", exclude_history=run.config.repeats == "exclude",
+                                units=units, probability=probability_of(baseline))
         frame = frame.assign(model_version=model_version, variant="model")
         if control.any():
             controls = control_lists(run, seqs, users[control], model_version, device, blocked, caps)
@@ -79,10 +82,18 @@ def control_lists(run: RunContext, seqs: Sequences, users: np.ndarray, model_ver
     if production and production != model_version:
         frame = top_k_for_users(scorer_for(run, production, seqs, device), seqs, users, run.config.top_k,
                                 run.config.min_history, blocked=blocked, caps=caps)
-        return frame.assign(model_version=production, variant="control")
+        return frame.assign(model_version=production, variant="control", reason="control")
     counts = np.bincount(seqs.items, minlength=seqs.n_items + 1).astype(np.float64)
-    frame = top_k_for_users(popularity_scorer(counts), seqs, users, run.config.top_k, min_history=0, blocked=blocked, caps=caps)
-    return frame.assign(strategy="popularity", model_version=model_version, variant="control")
+    frame = top_k_for_users(popularity_scorer(counts), seqs, users, run.config.top_k, min_history=0, blocked=blocked, caps=caps,
+                            strategy="popularity", probability="share")
+    return frame.assign(model_version=model_version, variant="control", reason="control")
+
+
+def probability_of(baseline: str | None) -> str | None:
+    """What a night's scores mean (`scoring.explain`): a model's are logits over the catalogue
+    (or log probabilities, with the transition prior), popularity's are event counts; the
+    item-to-item baselines' have no probability."""
+    return "softmax" if baseline is None else "share" if baseline == "popularity" else None
 
 
 def companion_lists(run: RunContext, sequences: str, model_version: str) -> dict:
@@ -134,7 +145,8 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
         log.info("retention: dropped the rows of run %s", retired)
     # run artifacts (a copy of the log, user-keyed sequences) follow the published runs' retention
     outcome["artifacts_pruned"] = retention.apply_retention(run.store, run.db, run.tables, run.config.retain_runs)["removed"]
-    return {"model_version": model_version, **outcome}
+    return {"run_id": run.run_id, "model_version": model_version, "rows": outcome["rows_written"],
+            "users": sum(s["users"] for s in shards), **outcome}
 
 
 def mark_failed(run: RunContext, message: str) -> None:

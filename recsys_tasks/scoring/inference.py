@@ -8,6 +8,9 @@ import torch
 
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.scoring.evaluation import ScoreBuffer, Scorer, exclude_seen, popularity_scorer
+from recsys_tasks.scoring.explain import nearest_history_items, softmax_probabilities
+
+COLUMNS = ("user_id", "rank", "item_id", "score", "strategy", "probability", "because_item_id", "because_score", "reason")
 
 
 def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> Scorer:
@@ -26,9 +29,9 @@ def embedding_scorer(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> 
 def top_k_for_users(
     score: Scorer, seqs: Sequences, users: np.ndarray, k: int, min_history: int = 1, batch_size: int = 1024,
     blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = (), strategy: str = "model",
-    exclude_history: bool = True,
+    exclude_history: bool = True, units: torch.Tensor | None = None, probability: str | None = "softmax",
 ) -> pd.DataFrame:
-    """Frame `user_id, rank, item_id, score, strategy` (source ids), K rows per user at most.
+    """Frame `COLUMNS` (source ids), K rows per user at most.
 
     `score` is the model's scorer (`evaluation.model_scorer`) or any other. Users with fewer
     than `min_history` events get the most popular items instead, marked `strategy =
@@ -38,9 +41,17 @@ def top_k_for_users(
     excluded items), whatever scored it. `caps`: (group per token, N) pairs; a
     list holds at most N items of one group (diversity, e.g. N per brand), the best-scored
     ones, the next best items filling the freed places. Memory is bounded by batch_size x n_items.
+
+    Each row says why (`scoring.explain`): `reason` "popular" for the popularity fallback and a
+    popularity scorer; with `units` (`explain.unit_rows` of the item vectors) "history", or
+    "new_item" for an item without events, and `because_item_id`/`because_score`, the history
+    item nearest to it. `probability`: "softmax" (the scorer's scores are logits or log
+    probabilities over the catalogue), "share" (they are event counts) or None.
     """
     never = torch.as_tensor(blocked) if blocked is not None else None
-    popularity = popularity_scorer(np.bincount(seqs.items, minlength=seqs.n_items + 1).astype(np.float64))
+    counts = np.bincount(seqs.items, minlength=seqs.n_items + 1).astype(np.float64)
+    popularity = popularity_scorer(counts)
+    total = max(counts.sum(), 1.0)
     item_ids = np.asarray(seqs.item_ids, dtype=object)
     user_ids = np.asarray(seqs.user_ids, dtype=object)
     parts = []
@@ -48,6 +59,7 @@ def top_k_for_users(
         batch = users[lo : lo + batch_size]
         starts, ends = seqs.offsets[batch], seqs.offsets[batch + 1]
         scores = score(batch, starts, ends)  # (B, n_items + 1)
+        normaliser = torch.logsumexp(scores, dim=1) if probability == "softmax" else None
         fallback = (ends - starts) < min_history
         if fallback.any():
             scores[torch.as_tensor(fallback)] = popularity(batch[fallback], starts[fallback], ends[fallback])
@@ -65,19 +77,38 @@ def top_k_for_users(
             top_tokens = torch.gather(top_tokens, 1, picked)
         valid = torch.isfinite(top_scores).numpy()
         rows, ranks = np.nonzero(valid)
+        tokens = top_tokens.numpy()[rows, ranks]
+        raw = top_scores.numpy()[rows, ranks].astype(np.float64)
+        popular = fallback[rows] | (strategy == "popularity")
+        if probability == "softmax":
+            chance = softmax_probabilities(top_scores, normaliser).astype(np.float64)[rows, ranks]
+        else:
+            chance = raw / total if probability == "share" else np.full(len(rows), np.nan)
+        chance = np.where(fallback[rows], raw / total, chance)  # the fallback's scores are event counts
+        reason = np.where(popular, "popular", strategy).astype(object)
+        because, because_score = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), np.nan)
+        if units is not None:
+            because, because_score = nearest_history_items(units, seqs, batch[rows], tokens)
+            explained = (because > 0) & ~popular
+            reason = np.where(explained, np.where(counts[tokens] == 0, "new_item", "history"), reason)
+            because, because_score = np.where(explained, because, 0), np.where(explained, because_score, np.nan)
         parts.append(
             pd.DataFrame(
                 {
                     "user_id": user_ids[batch[rows]],
                     "rank": ranks + 1,
-                    "item_id": item_ids[top_tokens.numpy()[rows, ranks] - 1],
-                    "score": top_scores.numpy()[rows, ranks].astype(np.float64),
+                    "item_id": item_ids[tokens - 1],
+                    "score": raw,
                     "strategy": np.where(fallback[rows], "popularity", strategy),
+                    "probability": chance,
+                    "because_item_id": np.where(because > 0, item_ids[np.maximum(because, 1) - 1], None),
+                    "because_score": because_score,
+                    "reason": reason,
                 }
             )
         )
     if not parts:
-        return pd.DataFrame({"user_id": [], "rank": [], "item_id": [], "score": [], "strategy": []})
+        return pd.DataFrame({name: [] for name in COLUMNS})
     return pd.concat(parts, ignore_index=True)
 
 

@@ -27,6 +27,15 @@ def production_version(store: ArtifactStore) -> str | None:
     return pointer["model_version"] if pointer else None
 
 
+def judged_version(store: ArtifactStore, version: str) -> str:
+    """The version a gate judges `version` by: for a refit (trained on every event, the held-out
+    ones too), the candidate it is the refit of, which never saw any user's last two events as
+    of its night, so tonight's held-out events are unseen by it as by tonight's candidate."""
+    key = layout.model_file(version, layout.LINEAGE)
+    twin = store.read_json(key).get("refit_of") if store.exists(key) else None
+    return twin if twin and store.exists(layout.model_file(twin)) else version
+
+
 def _read_if_there(store: ArtifactStore, key: str) -> dict[str, Any]:
     return store.read_json(key) if store.exists(key) else {}
 

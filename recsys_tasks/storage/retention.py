@@ -28,7 +28,7 @@ from recsys_tasks.db import Tables
 from recsys_tasks.storage import layout
 from recsys_tasks.storage.artifacts import ArtifactStore
 from recsys_tasks.storage.layout import run_key
-from recsys_tasks.storage.registry import production
+from recsys_tasks.storage.registry import judged_version, production
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ def _prune(store: ArtifactStore, keep: set[str], keep_models: Iterable[str] = ()
         if key not in keep and key != latest:
             drop(f"{layout.ENCODERS}/{key}")
     protected = _production_versions(store) | set(keep_models)
+    # a refit kept is judged (and warm-started from) by its twin: keep the twin with it
+    protected |= {judged_version(store, v) for v in protected}
     for version in store.folders(layout.MODELS):
         # a version without lineage is half-written (or from an in-flight run: the caller names those)
         if version not in protected and _model_run_key(store, version) not in keep:

@@ -30,7 +30,8 @@ def seeded(recsys_home, airflow_db):
 
 
 def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
-    outcome = airflow_adapter.run_dag("recsys_nightly", TINY)
+    # users with fewer than 6 events get the popularity fallback (min_history)
+    outcome = airflow_adapter.run_dag("recsys_nightly", {**TINY, "min_history": 6})
     assert outcome["state"] == "success", outcome["tasks"]
     assert outcome["tasks"]["publish"] == "success"
     assert sum(1 for t in outcome["tasks"] if t.startswith("generate[")) == 3
@@ -44,6 +45,20 @@ def test_nightly_run_publishes_k_unseen_items_for_every_user(seeded):
     history = read_interactions(seeded.source_uri).groupby("user_id")["item_id"].apply(set)
     seen = [item in history[user] for user, item in zip(recs["user_id"], recs["item_id"], strict=True)]
     assert not any(seen)
+
+    # every row says why it is there and what its score means (scoring/explain.py)
+    model, popular = recs[recs["strategy"] == "model"], recs[recs["strategy"] == "popularity"]
+    assert len(model) and len(popular)
+    assert set(model["reason"]) <= {"history", "new_item"} and set(popular["reason"]) == {"popular"}
+    assert all(b in history[u] for u, b in zip(model["user_id"], model["because_item_id"], strict=True))
+    assert model["because_score"].between(-1.0001, 1.0001).all() and popular["because_item_id"].isna().all()
+    assert recs["probability"].between(0, 1).all()
+    by_rank = recs.sort_values(["user_id", "rank"]).groupby("user_id")["probability"]
+    assert by_rank.apply(lambda p: bool((p.diff().dropna() <= 1e-12).all())).all()  # non-increasing with rank
+    from recsys_tasks.reader import Reader
+
+    with Reader(seeded.db_url) as reader:
+        assert {r["reason"] for r in reader.recommend("someone-new")} == {"trending"}  # the fallback list
 
     record = run_record(seeded, outcome["run_id"])
     assert record["status"] == "published" and record["rows_written"] == len(recs)
@@ -159,4 +174,13 @@ def test_with_refit_the_shipped_model_is_the_judged_candidate_refitted_on_every_
     assert len(history) == registry.describe(store, candidate)["best_epoch"] and all("val" not in h for h in history)
     assert lineage["metrics"]["judged_as"] == candidate  # the gate's figures are the candidate's
     assert f"shipping {shipped}" in run_record(seeded, run["run_id"])["message"]
+
+    # the next night judges production by, and warm-starts from, the twin that never saw the
+    # events tonight holds out (the refit trained on the test events of users with nothing new)
+    second = airflow_adapter.run_dag("recsys_nightly", {**TINY, "refit": True, "warm_start_from": "production"})
+    record = run_record(seeded, second["run_id"])
+    assert record["metrics"]["production_version"] == shipped
+    assert record["metrics"]["production_judged_as"] == candidate
+    assert f"production {shipped} (judged as {candidate})" in record["message"]
+    assert registry.describe(store, layout.model_version_for(second["run_id"]))["encoder"] == f"models/{candidate}/model.pt"
 

@@ -420,6 +420,10 @@ def test_nightly_runs_on_cpu_and_gpu_workers_and_emits_its_asset(deployment):
         events = api.call("GET", "/assets/events", params={"source_dag_id": DAG_ID, "source_run_id": run_id})["asset_events"]
         published = [e for e in events if e["name"] == "recommendations_current"]
         assert [(e["uri"], e["source_task_id"]) for e in published] == [("recsys://recommendations/current", "publish")]
+        announced = published[0]["extra"]  # what consumers learn without reading the view
+        assert {k: announced.get(k) for k in ("run_id", "rows", "users")} == {
+            "run_id": run_id, "rows": deployment.source_users * TOP_K, "users": deployment.source_users}
+        assert announced["model_version"]
         print(f"asset event {published[0]['id']}: {published[0]['uri']} from {DAG_ID}.publish of {run_id}", flush=True)
 
         # the example consumer DAG is scheduled on that Asset and reads the view through the library

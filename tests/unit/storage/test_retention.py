@@ -123,7 +123,10 @@ def test_after_real_runs_only_kept_runs_remain_and_production_survives(seeded, r
     v2 = registry.production_version(store)
     assert outcome["kept_runs"] == [second["run_id"]] and f"runs/{run_key(first['run_id'])}" in outcome["removed"]
     assert store.folders("runs") == [run_key(second["run_id"])]
-    assert store.folders("models") == sorted({v1, v2})  # v1 stays: production's history, a rollback target
+    # v1 stays: production's history, a rollback target; each with the twin it is judged by
+    assert v1.endswith("-refit") and v2.endswith("-refit")
+    twins = {registry.judged_version(store, v) for v in (v1, v2)}
+    assert store.folders("models") == sorted({v1, v2} | twins) and twins.isdisjoint({v1, v2})
     assert store.folders("encoders") == [run_key(first["run_id"])]  # the latest encoder, though its run is gone
 
     bad = read_interactions(seeded.source_uri)
