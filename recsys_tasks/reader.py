@@ -4,6 +4,7 @@
 
     reader = Reader("postgresql+psycopg://app@db/recsys")   # a login role granted recsys_reader
     reader.recommend("u42", k=10)   # the user's list, or the fallback list for an unknown user
+    reader.detailed("u42", k=10)    # the user's list with item titles and attributes (no fallback)
     reader.similar("i7", k=10)      # an item's similar items
     reader.current_run()            # the run readers see: run_id, model_version, rows, users, when
     for page in reader.pages(50_000):  # every row of that run, a page at a time (exports, caches)
@@ -50,13 +51,13 @@ class Reader:
 
     def __init__(self, url: str | sa.Engine, *, current_view: str = "recommendations_current",
                  fallback_view: str = "recommendations_fallback", similar_view: str = "similar_items_current",
-                 runs_view: str = "recsys_runs_public") -> None:
-        for name in (current_view, fallback_view, similar_view, runs_view):
+                 runs_view: str = "recsys_runs_public", detailed_view: str = "recommendations_detailed") -> None:
+        for name in (current_view, fallback_view, similar_view, runs_view, detailed_view):
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"{name!r} is not a plain view name")
         self.engine = url if isinstance(url, sa.Engine) else sa.create_engine(url)
         self.current_view, self.fallback_view = current_view, fallback_view
-        self.similar_view, self.runs_view = similar_view, runs_view
+        self.similar_view, self.runs_view, self.detailed_view = similar_view, runs_view, detailed_view
 
     def _rows(self, statement: str, **params: Any) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -67,6 +68,12 @@ class Reader:
         fallback list (`reason` "trending"). Empty only before the first publish."""
         query = READER_QUERY.format(current_view=self.current_view, fallback_view=self.fallback_view)
         return self._rows(query, user_id=str(user_id))[:k]
+
+    def detailed(self, user_id: str, k: int = 10) -> list[dict[str, Any]]:
+        """The user's own list with names: every column of `recommend` plus `title`, `attributes`,
+        `available` (as of the run) and `because_title`. Catalogue text: escape it where shown."""
+        return self._rows(f"SELECT * FROM {self.detailed_view} WHERE user_id = :user_id ORDER BY rank LIMIT :k",
+                          user_id=str(user_id), k=int(k))
 
     def similar(self, item_id: str, k: int = 10) -> list[dict[str, Any]]:
         """The item's most similar available items, best first (empty for an unknown or

@@ -14,5 +14,6 @@ GRANT SELECT ON {runs_public} TO {reader_role};
 GRANT SELECT ON {outcomes_table} TO {reader_role};
 GRANT SELECT ON {fallback_view} TO {reader_role};
 GRANT SELECT ON {similar_view} TO {reader_role};
+GRANT SELECT ON {detailed_view} TO {reader_role};
 -- earlier versions granted the whole run table (its source_uri column names hosts)
 REVOKE ALL ON {runs_table} FROM {reader_role};

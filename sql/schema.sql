@@ -109,6 +109,18 @@ CREATE TABLE IF NOT EXISTS {similar_table} (
     PRIMARY KEY (run_id, item_id, rank)
 );
 
+-- The run's catalogue snapshot: each listed or similar item's title, attributes ("column=value"
+-- joined by "|") and availability as the run saw them; recommendations_detailed joins it.
+CREATE TABLE IF NOT EXISTS {items_table} (
+    run_id        VARCHAR(250)     NOT NULL,
+    item_id       VARCHAR(250)     NOT NULL,
+    title         TEXT,
+    attributes    TEXT,
+    available     BOOLEAN          NOT NULL,
+    generated_at  TIMESTAMP WITH TIME ZONE NOT NULL,
+    PRIMARY KEY (run_id, item_id)
+);
+
 -- Which run each reader view shows. Switching a run is one UPDATE of one row.
 CREATE TABLE IF NOT EXISTS {pointer_table} (
     view_name   VARCHAR(100) PRIMARY KEY,

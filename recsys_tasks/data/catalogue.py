@@ -37,7 +37,7 @@ _FALSE = {"false", "0", "no", "n", "f"}
 
 @dataclass(frozen=True)
 class Catalogue:
-    items: pd.DataFrame  # item_id (str, unique), available (bool), text (str; "" when none)
+    items: pd.DataFrame  # item_id (str, unique), available (bool), text, title (str; "" when none)
     attributes: pd.DataFrame  # item_id, attribute ("column=value", or as given in long form)
 
     @property
@@ -58,7 +58,7 @@ def read_catalogue(uri: str) -> Catalogue:
         if name.lower().endswith(".json"):
             attributes = parse_item_attributes(data, name)
             items = pd.DataFrame({"item_id": attributes["item_id"].unique()})
-            parts.append(Catalogue(items.assign(available=True, text=""), attributes))
+            parts.append(Catalogue(items.assign(available=True, text="", title=""), attributes))
         else:
             parts.append(catalogue_from_frame(parse(data, name), name))
     if not parts:
@@ -76,7 +76,7 @@ def catalogue_from_frame(frame: pd.DataFrame, origin: str) -> Catalogue:
     ids = frame[id_column].astype(str).str.strip()
     if set(frame.columns) == {id_column, by_name.get("attribute")}:  # long form: one attribute per row
         attributes = pd.DataFrame({"item_id": ids, "attribute": frame[by_name["attribute"]].astype(str)})
-        items = pd.DataFrame({"item_id": ids.unique()}).assign(available=True, text="")
+        items = pd.DataFrame({"item_id": ids.unique()}).assign(available=True, text="", title="")
         return Catalogue(items, attributes)
     available = pd.Series(True, index=frame.index)
     if "available" in by_name:
@@ -97,7 +97,10 @@ def catalogue_from_frame(frame: pd.DataFrame, origin: str) -> Catalogue:
     for column in (c for c in frame.columns if c not in used):
         values = frame[column].map(lambda v: [] if pd.isna(v) else [p.strip() for p in str(v).split(SEPARATOR) if p.strip()])
         rows += [(item, f"{column}={value}") for item, cell in zip(ids, values, strict=True) for value in cell]
-    items = pd.DataFrame({"item_id": ids, "available": available.astype(bool), "text": texts})
+    # the item's name as readers see it (recommendations_detailed): `title`, else `name`
+    name_column = next((by_name[n] for n in ("title", "name") if n in by_name), None)
+    titles = frame[name_column].fillna("").astype(str).str.strip() if name_column else pd.Series("", index=frame.index)
+    items = pd.DataFrame({"item_id": ids, "available": available.astype(bool), "text": texts, "title": titles})
     return Catalogue(items, pd.DataFrame(rows, columns=["item_id", "attribute"]))
 
 

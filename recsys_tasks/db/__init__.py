@@ -8,6 +8,7 @@ from recsys_tasks.db.erasure import count_source_events, delete_users, tables_me
 from recsys_tasks.db.outcomes import read_outcomes, write_outcomes
 from recsys_tasks.db.publish import publish_recommendations
 from recsys_tasks.db.readers import (
+    item_titles,
     listed_counts,
     read_current,
     read_current_for,
@@ -29,6 +30,7 @@ from recsys_tasks.db.runs import (
 from recsys_tasks.db.schema import apply_schema, schema_is_current, statements
 from recsys_tasks.db.tables import (
     FALLBACK_COLUMNS,
+    ITEM_COLUMNS,
     RESULT_COLUMNS,
     SIMILAR_COLUMNS,
     Tables,
@@ -42,8 +44,9 @@ from recsys_tasks.db.tables import (
 )
 
 __all__ = [
-    "FALLBACK_COLUMNS", "RESULT_COLUMNS", "SIMILAR_COLUMNS", "Tables", "apply_schema", "columns_of",
-    "count_source_events", "current_run_id", "delete_users", "get_run", "has_table", "listed_counts", "make_engine",
+    "FALLBACK_COLUMNS", "ITEM_COLUMNS", "RESULT_COLUMNS", "SIMILAR_COLUMNS", "Tables", "apply_schema", "columns_of",
+    "count_source_events", "current_run_id", "delete_users", "get_run", "has_table", "item_titles", "listed_counts",
+    "make_engine",
     "metric_history", "publish_recommendations", "read_current", "read_current_for", "read_outcomes", "recent_runs",
     "record_run", "record_stage", "run_dates", "run_statuses", "sample_users", "schema_is_current", "similar_items",
     "sql_file", "sql_identifier", "sqlite_file", "stage_timings", "statements", "tables_mentioning", "user_list",

@@ -33,6 +33,7 @@ from recsys_tasks.db.tables import (
     ADDED_COLUMNS,
     ADDED_DEFAULTS,
     FALLBACK_COLUMNS,
+    ITEM_COLUMNS,
     RESULT_COLUMNS,
     SIMILAR_COLUMNS,
     Tables,
@@ -166,9 +167,11 @@ def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | 
 
 def _write_companions(conn: sa.Connection, tables: Tables, run_id: str, companions: dict[str, pd.DataFrame],
                       now: datetime) -> dict[str, int]:
-    """The run's fallback list and similar items (scoring.companions), inside the switch transaction."""
+    """The run's fallback list, similar items and catalogue snapshot (scoring.companions), inside the
+    switch transaction."""
     written = {}
-    for name, table, columns in (("fallback", tables.fallback, FALLBACK_COLUMNS), ("similar", tables.similar, SIMILAR_COLUMNS)):
+    for name, table, columns in (("fallback", tables.fallback, FALLBACK_COLUMNS), ("similar", tables.similar, SIMILAR_COLUMNS),
+                                 ("items", tables.items, ITEM_COLUMNS)):
         frame = companions.get(name)
         if frame is None:
             continue
@@ -302,6 +305,6 @@ def _retire_old_runs(conn: sa.Connection, tables: Tables, current: str, retain_r
             _ddl(conn, f"DROP TABLE {present[run_id]}")
         else:
             conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
-        for table in (tables.fallback, tables.similar):
+        for table in (tables.fallback, tables.similar, tables.items):
             conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
     return retired

@@ -29,6 +29,17 @@ def user_list(engine: sa.Engine, tables: Tables, user_id: str) -> tuple[list[dic
         return rows, (rows[0]["run_id"] if rows else pointer_run(conn, tables))
 
 
+def item_titles(engine: sa.Engine, tables: Tables, run_id: str, item_ids: list[str]) -> dict[str, str]:
+    """The titles of these items in the run's catalogue snapshot (items without one left out)."""
+    if not item_ids:
+        return {}
+    statement = sa.text(
+        f"SELECT item_id, title FROM {tables.items} WHERE run_id = :r AND item_id IN :items AND title IS NOT NULL"
+    ).bindparams(sa.bindparam("items", expanding=True))
+    with engine.connect() as conn:
+        return {str(i): str(t) for i, t in conn.execute(statement, {"r": run_id, "items": sorted(set(item_ids))}).all()}
+
+
 def read_current_for(
     engine: sa.Engine, tables: Tables, user_ids: list[str], chunk: int = 500,
     columns: tuple[str, ...] = ("user_id", "rank", "item_id"),

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 PARTITION_BY = " PARTITION BY LIST (run_id)"
 SCHEMA_LOCK_TIMEOUT = "1s"  # DDL waits at most this long for a reader before giving up and retrying
 VIEWS = (("view", "current_view.sql"), ("runs_public", "runs_public_view.sql"),
-         ("fallback_view", "fallback_view.sql"), ("similar_view", "similar_view.sql"))
+         ("fallback_view", "fallback_view.sql"), ("similar_view", "similar_view.sql"),
+         ("detailed_view", "detailed_view.sql"))  # after the view it reads
 
 
 def statements(script: str) -> list[str]:
@@ -135,4 +136,5 @@ def _upgrade_older_schema(conn: sa.Connection, tables: Tables) -> None:
     inspector = sa.inspect(conn)
     views = set(inspector.get_view_names())
     if tables.view in views and [c["name"] for c in inspector.get_columns(tables.view)] != list(RESULT_COLUMNS):
-        conn.exec_driver_sql(f"DROP VIEW {tables.view}")  # recreated below, in the same transaction
+        # recreated below, in the same transaction (PostgreSQL: with the views that read it)
+        conn.exec_driver_sql(f"DROP VIEW {tables.view}" + (" CASCADE" if is_postgres(conn) else ""))

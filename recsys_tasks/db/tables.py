@@ -28,6 +28,7 @@ ADDED_DEFAULTS = {"strategy": "model", "variant": "model"}  # the rest: NULL
 # the lists published beside the users' (scoring.companions makes them)
 FALLBACK_COLUMNS = ("rank", "item_id", "score")
 SIMILAR_COLUMNS = ("item_id", "rank", "similar_item_id", "score")
+ITEM_COLUMNS = ("item_id", "title", "attributes", "available")  # the run's catalogue snapshot
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -57,6 +58,12 @@ class Tables:
     # each item's similar items, in tables of their own behind pointer views
     fallback_view: str = "recommendations_fallback"
     similar_view: str = "similar_items_current"
+    # the users' lists with each item's title, attributes and availability as of the run
+    detailed_view: str = "recommendations_detailed"
+
+    @property
+    def items(self) -> str:
+        return f"{self.results[:50]}_items"
 
     @property
     def fallback(self) -> str:
@@ -85,7 +92,7 @@ class Tables:
     def all_names(self) -> set[str]:
         """Every table and view of a complete schema."""
         return {self.results, self.runs, self.stages, self.pointer, self.view, self.runs_public, self.outcomes,
-                self.fallback, self.similar, self.fallback_view, self.similar_view}
+                self.fallback, self.similar, self.fallback_view, self.similar_view, self.items, self.detailed_view}
 
     def render(self, sql: str, partition_by: str = "") -> str:
         return sql.format(
@@ -94,6 +101,7 @@ class Tables:
             runs_public=self.runs_public, outcomes_table=self.outcomes, partition_by=partition_by,
             fallback_table=self.fallback, fallback_view=self.fallback_view,
             similar_table=self.similar, similar_view=self.similar_view,
+            items_table=self.items, detailed_view=self.detailed_view,
         )
 
     def partition(self, run_id: str) -> str:

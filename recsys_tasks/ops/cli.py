@@ -46,14 +46,19 @@ def _config(params: dict[str, Any] | None = None, results_db: bool = True) -> Pi
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
     from recsys_tasks.data.sources import write_interactions
-    from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+    from recsys_tasks.data.synthetic import SyntheticSpec, generate_catalogue, generate_interactions
 
-    frame = generate_interactions(SyntheticSpec(users=args.users, items=args.items, seed=args.seed))
+    spec = SyntheticSpec(users=args.users, items=args.items, seed=args.seed)
+    frame = generate_interactions(spec)
     write_interactions(frame, args.out)
     print(
         f"wrote {len(frame)} interactions ({frame['user_id'].nunique()} users, "
         f"{frame['item_id'].nunique()} items) to {redact(args.out)}"
     )
+    if args.catalogue:  # the items' titles and attributes, for items_uri (RECSYS_ITEMS_URI)
+        items = generate_catalogue(spec)
+        write_interactions(items, args.catalogue)
+        print(f"wrote the catalogue of {len(items)} items (title, category, colour, available) to {redact(args.catalogue)}")
     return 0
 
 
@@ -238,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", required=True, help="file.csv, file.parquet, or SQL URL with ?table=NAME")
+    demo.add_argument("--catalogue", help="also write the items' catalogue here (same forms), for items_uri")
     demo.set_defaults(func=cmd_demo_data)
 
     run = sub.add_parser("run", help="run the nightly DAG in-process through Airflow")

@@ -331,15 +331,21 @@ def user_lookup(dep: Deployment, user_id: str, history: int = 20) -> dict[str, A
     """A user's published list, or the run's fallback list for a user without one, read in one
     statement (the reader query: both from one run, even while a publish switches), beside the
     last `history` events of that user in the log of the run the list comes from."""
-    columns = ["rank", "item_id", "score", "probability", "reason", "because_item_id", "strategy", "variant"]
+    columns = ["rank", "item_id", "title", "score", "probability", "reason", "strategy", "variant"]
     if dep.current_run() is None:
         return {"user_id": user_id, "run_id": None, "rows": [], "fallback": [], "history": [], "columns": []}
     rows, run_id = db.user_list(dep.engine, dep.tables, user_id)
     own = [r for r in rows if r["strategy"] != "fallback"]
     fallback = [{c: r[c] for c in ("rank", "item_id", "score")} for r in rows if r["strategy"] == "fallback"]
+    # names from the run's catalogue snapshot (catalogue text: the template escapes it)
+    titles = db.item_titles(dep.engine, dep.tables, run_id, [r[c] for r in rows for c in ("item_id", "because_item_id")
+                                                             if r.get(c)]) if run_id and dep.has(dep.tables.items) else {}
+    for r in fallback:
+        r["title"] = titles.get(r["item_id"])
     return {
         "user_id": user_id, "run_id": run_id, "columns": columns,
-        "rows": [{**{c: r[c] for c in columns}, "model_version": r["model_version"]} for r in own],
+        "rows": [{**{c: r.get(c) for c in columns}, "title": titles.get(r["item_id"]), "because_item_id": r["because_item_id"],
+                  "because_title": titles.get(r["because_item_id"]), "model_version": r["model_version"]} for r in own],
         "model_version": own[0]["model_version"] if own else None, "fallback": fallback,
         "history": recent_events(dep, run_key(run_id), user_id, history) if run_id else [],
     }

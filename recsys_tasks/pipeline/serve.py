@@ -107,12 +107,17 @@ def companion_lists(run: RunContext, sequences: str, model_version: str) -> dict
     log_frame = run.store.read_frame(run.path(layout.INTERACTIONS))[["item_id", "ts"]]
     fallback = companions.trending(log_frame, seqs.item_ids, config.trending_days, config.top_k, blocked)
     similar = companions.similar(item_vectors(run, model_version, seqs), seqs.item_ids, config.similar_k, blocked)
+    items = run.store.read_frame(run.path(layout.CATALOGUE)) if run.store.exists(run.path(layout.CATALOGUE)) else None
+    attributes = run.store.read_frame(run.path(layout.ATTRIBUTES)) if run.store.exists(run.path(layout.ATTRIBUTES)) else None
+    snapshot = companions.catalogue_snapshot(seqs.item_ids, items, attributes, blocked)
     run.store.write_frame(run.path(layout.FALLBACK), fallback)
     run.store.write_frame(run.path(layout.SIMILAR), similar)
+    run.store.write_frame(run.path(layout.ITEMS), snapshot)
     log.info("fallback list: %s (events in the last %d days); similar items: %d items x %d in %.1fs",
              ", ".join(fallback["item_id"].head(5)) + (" ..." if len(fallback) > 5 else ""), config.trending_days,
              similar["item_id"].nunique(), config.similar_k, time.perf_counter() - started)
-    return {"fallback": run.path(layout.FALLBACK), "similar": run.path(layout.SIMILAR), "fallback_items": len(fallback),
+    return {"fallback": run.path(layout.FALLBACK), "similar": run.path(layout.SIMILAR), "items": run.path(layout.ITEMS),
+            "titled_items": int(snapshot["title"].notna().sum()), "fallback_items": len(fallback),
             "similar_items": int(similar["item_id"].nunique())}
 
 
@@ -129,7 +134,7 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
         if layout.baseline_of(model_version) is None:  # a baseline's night leaves the registry as it is
             registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
 
-    lists = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar")} if extras else None
+    lists = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar", "items") if name in (extras or {})}
     try:
         outcome = db.publish_recommendations(
             run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote, companions=lists,

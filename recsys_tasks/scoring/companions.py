@@ -1,6 +1,7 @@
 """What a run publishes beside the users' lists: the non-personal fallback list (what is
-trending, for users without a row of their own) and every item's similar items (for item
-pages). Both obey the run's catalogue and business rules: blocked items appear in neither."""
+trending, for users without a row of their own), every item's similar items (for item pages),
+and the catalogue snapshot readers join for titles. The first two obey the run's catalogue and
+business rules: blocked items appear in neither."""
 
 from __future__ import annotations
 
@@ -9,6 +10,28 @@ import pandas as pd
 
 FALLBACK_COLUMNS = ("rank", "item_id", "score")
 SIMILAR_COLUMNS = ("item_id", "rank", "similar_item_id", "score")
+ITEM_COLUMNS = ("item_id", "title", "attributes", "available")
+
+
+def catalogue_snapshot(item_ids: list[str], items: pd.DataFrame | None, attributes: pd.DataFrame | None,
+                       blocked: np.ndarray | None = None) -> pd.DataFrame:
+    """Each vocabulary item's title (the catalogue's `title`, else `name`; NULL without one), its
+    attributes ("column=value" joined by "|") and whether the run may recommend it (`blocked`
+    over tokens: unavailable or excluded), as the run saw them."""
+    frame = pd.DataFrame({"item_id": pd.Series(item_ids, dtype=object)})
+    if items is not None and "title" in items:
+        titles = items.drop_duplicates("item_id").set_index("item_id")["title"]
+        frame["title"] = frame["item_id"].map(titles).where(lambda t: t.notna() & (t != ""), None)
+    else:
+        frame["title"] = None
+    if attributes is not None and len(attributes):
+        joined = attributes.astype({"attribute": str}).groupby("item_id")["attribute"].agg(lambda v: "|".join(sorted(set(v))))
+        frame["attributes"] = frame["item_id"].map(joined).where(lambda a: a.notna(), None)
+    else:
+        frame["attributes"] = None
+    allowed = np.ones(len(item_ids), dtype=bool) if blocked is None else ~np.asarray(blocked, dtype=bool)[1 : len(item_ids) + 1]
+    frame["available"] = allowed
+    return frame[list(ITEM_COLUMNS)]
 
 
 def trending(frame: pd.DataFrame, item_ids: list[str], days: int, k: int, blocked: np.ndarray | None = None) -> pd.DataFrame:

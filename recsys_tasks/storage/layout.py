@@ -36,6 +36,7 @@ REPORT = "report"  # the evaluation and outcomes reports (markdown, JSON, plots)
 DATA_DOCS = "data_docs"  # GX's HTML Data Docs
 FALLBACK = "companions/fallback.parquet"
 SIMILAR = "companions/similar_items.parquet"
+ITEMS = "companions/items.parquet"  # the catalogue snapshot readers join (recommendations_detailed)
 SERVED = (f"{DATA_DOCS}/", f"{REPORT}/")  # what of a run folder the console may hand out
 
 

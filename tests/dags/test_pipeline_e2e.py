@@ -153,10 +153,11 @@ def test_fine_tuning_can_start_from_the_production_model(seeded):
     store = ArtifactStore(seeded.artifact_root)
     airflow_adapter.run_dag("recsys_nightly", TINY)
     v1 = registry.production_version(store)
-    # no training at all: the candidate is production itself, so it scores exactly as production
+    judged = registry.judged_version(store, v1)  # production is a refit; it is judged by its twin
+    # no training at all: the candidate is production's twin itself, so it scores exactly as production
     second = airflow_adapter.run_dag("recsys_nightly", {**TINY, "epochs": 0, "warm_start_from": "production"})
     record = run_record(seeded, second["run_id"])
-    assert registry.describe(store, record["model_version"])["encoder"] == f"models/{v1}/model.pt"
+    assert registry.describe(store, record["model_version"])["encoder"] == f"models/{judged}/model.pt"
     assert record["metrics"]["model"]["NDCG@10"] == record["metrics"]["production"]["NDCG@10"]
 
 

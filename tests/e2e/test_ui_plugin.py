@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -42,6 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("RECSYS_SCREENSHOTS") or tempfile.mkdtemp(prefix="recsys-shots-")).resolve()
 BIN = Path(sys.executable).parent
 TINY = ["--param", "pretrain_epochs=1", "--param", "num_shards=2", "--param", "holdout_fraction=0.2"]
+SCRIPT_TITLE = "<script>window.__pwned = 1</script><b>x</b> "
 USERS = {"admin": "admin", "viewer": "viewer"}
 PROXY_ORIGIN = "https://recsys.example.test"
 # Airflow's own login page asks for the UI config before anyone is logged in, and logs the 401
@@ -82,7 +84,13 @@ def site(tmp_path_factory):
     home = tmp_path_factory.mktemp("console")
     env = _environment(home)
     source, whole = f"sqlite:///{home}/recsys.db?table=interactions", f"sqlite:///{home}/whole.db?table=interactions"
-    _recsys(env, "demo-data", "--users", "300", "--items", "120", "--out", whole)
+    catalogue = home / "items.csv"
+    _recsys(env, "demo-data", "--users", "300", "--items", "120", "--out", whole, "--catalogue", str(catalogue))
+    # every title holds markup and a script: the console must show it as text and run nothing
+    items = pd.read_csv(catalogue, dtype=str)
+    items["title"] = SCRIPT_TITLE + items["title"]
+    items.to_csv(catalogue, index=False)
+    env["RECSYS_ITEMS_URI"] = str(catalogue)
     log = read_interactions(whole)
     write_interactions(log[log["ts"] <= log["ts"].quantile(0.85)], source)  # the log as of the first night
     _recsys(env, "run", *TINY, "--param", "epochs=1", "--param", "gate_min_lift=-0.9")  # published: production v1
@@ -244,7 +252,8 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
 
     tab(browser, "Models")
     assert browser.find_element(By.ID, "production-version").text == production(site)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 2
+    # each night's candidate and its refit (the shipped version)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")) == 4
     screenshot(browser, "models")
 
     tab(browser, "Look-up")
@@ -254,7 +263,11 @@ def test_admin_reads_runs_quality_models_and_a_users_list_from_the_airflow_navig
     published = results_db.read_current(engine, tables, user)
     engine.dispose()
     assert [r[:2] for r in shown] == [[str(r.rank), r.item_id] for r in published.itertuples()]
-    assert {r[3] for r in shown} <= {"model", "popularity"} and {r[4] for r in shown} <= {"model", "control"}
+    assert {r[6] for r in shown} <= {"model", "popularity"} and {r[7] for r in shown} <= {"model", "control"}
+    # names beside ids, a reason beside each row; catalogue text shown as text, its script never run
+    assert all(r[2].startswith(SCRIPT_TITLE) for r in shown)
+    assert any(r[5].startswith("history: because of " + SCRIPT_TITLE) for r in shown)
+    assert browser.execute_script("return window.__pwned === undefined") is True
     history = cells(browser, "#user-history tbody tr")
     assert history and [h[0] for h in history] == sorted((h[0] for h in history), reverse=True)  # newest first
     screenshot(browser, "lookup")

@@ -26,6 +26,7 @@ with Reader(sys.argv[1]) as reader:
     out = {
         "known": reader.recommend("u1", k=2),
         "unknown": reader.recommend("nobody-yet", k=5),
+        "detailed": reader.detailed("u1", k=2),
         "similar": reader.similar("i1", k=5),
         "similar_unavailable": reader.similar("gone", k=5),
         "run": reader.current_run(),
@@ -39,7 +40,7 @@ print(json.dumps(out, default=str))
 def lists() -> pd.DataFrame:
     return pd.DataFrame([
         {"user_id": f"u{u}", "rank": r + 1, "item_id": f"i{r + 1}", "score": 2.0 - r, "model_version": "v-1",
-         "probability": 0.3 / (r + 1), "because_item_id": "i9", "because_score": 0.8, "reason": "history"}
+         "probability": 0.3 / (r + 1), "because_item_id": "i3", "because_score": 0.8, "reason": "history"}
         for u in range(3) for r in range(3)
     ])
 
@@ -54,6 +55,9 @@ def test_an_app_reads_lists_fallback_similar_items_and_the_run_as_the_reader_rol
     extras = {
         "fallback": pd.DataFrame({"rank": [1, 2], "item_id": ["i2", "i3"], "score": [9.0, 4.0]}),
         "similar": companions.similar(vectors, ITEMS, 2, blocked),
+        "items": companions.catalogue_snapshot(
+            ITEMS, pd.DataFrame({"item_id": ["i1", "i3"], "title": ["<script>alert(1)</script> Lip balm", "Shampoo"]}),
+            pd.DataFrame({"item_id": ["i1", "i1"], "attribute": ["brand=acme", "category=lips"]}), blocked),
     }
     results_db.publish_recommendations(engine, tables, "run-1", lists(), 5, companions=extras)
     results_db.record_run(engine, tables, "run-1", "published", model_version="v-1", rows_written=9, users=3,
@@ -73,12 +77,14 @@ def test_an_app_reads_lists_fallback_similar_items_and_the_run_as_the_reader_rol
         engine.dispose()
 
     assert [(r["rank"], r["item_id"], r["reason"], r["because_item_id"]) for r in out["known"]] == [
-        (1, "i1", "history", "i9"), (2, "i2", "history", "i9")]
+        (1, "i1", "history", "i3"), (2, "i2", "history", "i3")]
     assert all(0 <= r["probability"] <= 1 for r in out["known"])
     # an unknown user gets the run's fallback list, and says so
     assert [(r["item_id"], r["reason"], r["strategy"], r["run_id"]) for r in out["unknown"]] == [
         ("i2", "trending", "fallback", "run-1"), ("i3", "trending", "fallback", "run-1")]
     assert [r["similar_item_id"] for r in out["similar"]] and "gone" not in {r["similar_item_id"] for r in out["similar"]}
+    assert [(r["item_id"], r["title"], r["attributes"], r["because_title"]) for r in out["detailed"]] == [
+        ("i1", "<script>alert(1)</script> Lip balm", "brand=acme|category=lips", "Shampoo"), ("i2", None, None, "Shampoo")]
     assert out["similar_unavailable"] == []  # an unavailable item has no similar items, and no error
     assert out["run"]["run_id"] == "run-1" and out["run"]["model_version"] == "v-1" and out["run"]["users"] == 3
     assert out["pages"] == [4, 4, 1]  # all 9 rows, 4 at a time

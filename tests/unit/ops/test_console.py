@@ -173,7 +173,7 @@ def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
 def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
     found = console.user_lookup(dep, "1", history=2)
     assert found["run_id"] == GOOD and found["model_version"] == "v-1"
-    assert found["columns"] == ["rank", "item_id", "score", "probability", "reason", "because_item_id", "strategy", "variant"]
+    assert found["columns"] == ["rank", "item_id", "title", "score", "probability", "reason", "strategy", "variant"]
     assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [
         (1, "b", "model"),
         (2, "c", "model"),
