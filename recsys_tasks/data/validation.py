@@ -20,6 +20,8 @@ from recsys_tasks.config import ValidationRules
 
 log = logging.getLogger(__name__)
 
+NEW_SOURCE = "new source: no history to compare (checked from this source's next run on)"
+
 @dataclass
 class ValidationReport:
     passed: bool
@@ -46,6 +48,8 @@ class ValidationReport:
             lines = [f"validation failed: {len(self.failures)} of {len(self.checks)} checks not met on {self.rows} rows"]
         if self.column_mapping:
             lines.append("  columns: " + ", ".join(f"{c} <- {s}" for c, s in self.column_mapping.items()))
+        if any(c.get("observed") == NEW_SOURCE for c in self.checks):
+            lines.append(f"  {NEW_SOURCE}")
         lines += [f"  - {describe(f)}" for f in self.failures]
         lines += [f"  - warning: {describe(w)}" for w in self.warnings]
         return "\n".join(lines)
@@ -61,6 +65,8 @@ def describe(check: dict[str, Any]) -> str:
         text += f": {check['unexpected_count']} rows ({check.get('unexpected_percent', 0):.2f}%) unexpected"
     elif check.get("observed") is not None:
         text += f": observed {check['observed']}"
+    if check.get("previous") is not None:  # a drift check: what it compared with, and what it allowed
+        text += f"; the last good run of this source: {check['previous']}; allowed: {check['allowed']}"
     if check.get("examples"):
         text += f", e.g. {check['examples']}"
     if check.get("error"):
@@ -104,7 +110,10 @@ def _suite_expectations(rules: ValidationRules, now: pd.Timestamp, previous: dic
             E.ExpectTableRowCountToBeBetween(
                 min_value=int(previous["rows"] * (1.0 - rules.max_volume_drop)),
                 max_value=int(previous["rows"] * rules.max_volume_spike),
-                meta={"check": "volume change vs previous run", "severity": "error", "previous_rows": previous["rows"]},
+                meta={"check": "volume change vs the last good run of this source", "severity": "error",
+                      "previous": f"{previous['rows']} rows",
+                      "allowed": f"{int(previous['rows'] * (1.0 - rules.max_volume_drop))}-"
+                                 f"{int(previous['rows'] * rules.max_volume_spike)} rows"},
             )
         )
     return expectations
@@ -174,10 +183,16 @@ def validate_interactions(
     if previous:
         drift = popularity_drift(previous, current)
         checks.append({
-            "expectation": "item popularity drift vs previous run", "column": "item_id", "severity": "error",
-            "success": drift <= rules.max_popularity_drift,
-            "observed": f"Jensen-Shannon distance {drift:.3f} (limit {rules.max_popularity_drift})",
+            "expectation": "item popularity drift vs the last good run of this source", "column": "item_id",
+            "severity": "error", "success": drift <= rules.max_popularity_drift,
+            "observed": f"Jensen-Shannon distance {drift:.3f}", "previous": f"run {previous.get('run_id') or '?'} "
+            f"({previous['rows']} rows, {previous['items']} items)", "allowed": f"at most {rules.max_popularity_drift}",
             "unexpected_count": None, "unexpected_percent": None, "examples": [], "error": None,
+        })
+    else:  # the drift checks need a previous good log of the same source
+        checks.append({
+            "expectation": "volume and popularity drift", "column": None, "severity": "info", "success": True,
+            "observed": NEW_SOURCE, "unexpected_count": None, "unexpected_percent": None, "examples": [], "error": None,
         })
     failures = [c for c in checks if not c["success"] and c["severity"] == "error"]
     warnings = [c for c in checks if not c["success"] and c["severity"] != "error"]
@@ -222,7 +237,7 @@ def _check(result: Any, frame: pd.DataFrame) -> dict[str, Any]:
         "unexpected_percent": info.get("unexpected_percent"),
         "examples": [_plain(v) for v in examples[:5]],
         "error": error,
-        **{k: meta[k] for k in ("limit_days", "checked_at") if k in meta},
+        **{k: meta[k] for k in ("limit_days", "checked_at", "previous", "allowed") if k in meta},
     }
 
 

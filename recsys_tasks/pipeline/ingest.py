@@ -18,7 +18,7 @@ from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.redact import redact
 from recsys_tasks.storage import layout
 from recsys_tasks.storage.artifacts import ArtifactStore
-from recsys_tasks.storage.layout import ATTRIBUTES, CATALOGUE, LAST_GOOD_PROFILE, PREPARED, VOCABULARY
+from recsys_tasks.storage.layout import ATTRIBUTES, CATALOGUE, PREPARED, VOCABULARY
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ def check_interactions(config: PipelineConfig, store: ArtifactStore, frame: pd.D
                        column_mapping: dict | None = None) -> ValidationReport:
     """The expectation suite plus the drift checks against the last log that passed.
     The DAG's validate and `recsys validate` both check through here."""
-    previous = store.read_json(LAST_GOOD_PROFILE) if store.exists(LAST_GOOD_PROFILE) else None
+    key = layout.last_good_profile(config.source_uri)
+    previous = store.read_json(key) if store.exists(key) else None
     report = validate_interactions(frame, config.validation, previous=previous)
     report.column_mapping = dict(column_mapping or {})
     return report
@@ -81,7 +82,7 @@ def validate(run: RunContext, interactions: str, column_mapping: dict | None = N
     if not report.passed:
         run.record("failed_validation", message=report.summary())
         raise DataValidationError(f"{report.summary()}\nfull report: {report_uri}", report_uri=report_uri)
-    run.store.write_json(LAST_GOOD_PROFILE, {**report.profile, "run_id": run.run_id})
+    run.store.write_json(layout.last_good_profile(run.config.source_uri), {**report.profile, "run_id": run.run_id})
     run.record("validated", message=report.summary() if report.warnings else None)
     return {"report": report_key, "rows": report.rows}
 

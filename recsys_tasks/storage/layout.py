@@ -20,7 +20,7 @@ MODEL_MARKER = "model.pt"  # written last: a version the registry lists (by this
 # beside it in a version's folder
 MODEL_CONFIG, MODEL_VOCABULARY, LINEAGE, METRICS = "config.json", "vocabulary.json", "lineage.json", "metrics.json"
 VOCABULARY = "vocabulary/items.json"
-LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"
+LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # before 0.3: one profile for every source (no longer read)
 PENDING_STATUS = "pending_status"
 
 # the files of a run folder
@@ -107,3 +107,12 @@ def encoder_run_key(key: str) -> str | None:
     """The run key of the folder holding an encoder (`encoders/<key>/encoder.pt` -> `<key>`)."""
     parts = key.split("/")
     return parts[1] if len(parts) > 2 and parts[0] == ENCODERS else None
+
+
+def last_good_profile(source_uri: str | None) -> str:
+    """Where the last log of this source that passed validation is profiled: drift is judged
+    against the same source only (a key from a hash of the URI, so no credential is in it)."""
+    import hashlib
+
+    digest = hashlib.sha1(str(source_uri or "").strip().encode()).hexdigest()[:16]
+    return f"validation/sources/{digest}/LAST_GOOD.json"

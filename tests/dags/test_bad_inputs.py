@@ -85,6 +85,7 @@ def binary_garbage(good, path):
     path.write_bytes(bytes(range(256)) * 40)
 
 
+DRIFT = (volume_drop, popularity_drift)
 CORPUS = [
     (nulls, "expect_column_values_to_not_be_null on user_id"),
     (text_timestamps, "yesterday"),
@@ -95,8 +96,8 @@ CORPUS = [
     (single_user, "expect_column_unique_value_count_to_be_between on user_id"),
     (unknown_event_types, "expect_column_values_to_be_in_set on event_type"),
     (blank_ids, "expect_column_values_to_match_regex on item_id"),
-    (volume_drop, "volume change vs previous run"),
-    (popularity_drift, "item popularity drift vs previous run"),
+    (volume_drop, "volume change vs the last good run of this source"),
+    (popularity_drift, "item popularity drift vs the last good run of this source"),
     (ragged_csv, "ragged"),
     (missing_column, "missing column(s) item_id"),
     (binary_garbage, "binary content"),
@@ -125,7 +126,14 @@ def test_bad_input_is_refused_and_nothing_is_published(published, make_bad, mess
     path = home / f"{make_bad.__name__}.csv"
     make_bad(good, path)
 
-    outcome = airflow_adapter.run_dag("recsys_nightly", {**TINY, "source_uri": str(path)})
+    if make_bad in DRIFT:  # drift is judged against the last good log of the same source
+        write_interactions(read_interactions(str(path)), config.source_uri)
+        try:
+            outcome = airflow_adapter.run_dag("recsys_nightly", TINY)
+        finally:
+            write_interactions(good, config.source_uri)
+    else:
+        outcome = airflow_adapter.run_dag("recsys_nightly", {**TINY, "source_uri": str(path)})
 
     assert outcome["state"] == "failed"
     failed = {t for t, s in outcome["tasks"].items() if s == "failed"}
@@ -134,6 +142,8 @@ def test_bad_input_is_refused_and_nothing_is_published(published, make_bad, mess
     record = run_record(config, outcome["run_id"])
     assert record["status"] in {"failed_validation", "failed"}
     assert message in record["message"], record["message"]
+    if make_bad in DRIFT:  # the message says what it compared with and what it allowed
+        assert "the last good run of this source: " in record["message"] and "allowed: " in record["message"]
     assert read_view(config).equals(before)
 
 
@@ -142,6 +152,7 @@ def test_validate_command_exit_codes(published, capsys):
     ok = home / "ok.csv"
     good.to_csv(ok, index=False)
     assert cli.main(["validate", "--source", str(ok)]) == 0
+    assert "new source: no history to compare" in capsys.readouterr().out  # another file: not judged by this one's
     bad = home / "cli-bad.csv"
     future_timestamps(good, bad)
     assert cli.main(["validate", "--source", str(bad)]) == 2

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from recsys_tasks.data.sources import write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
 from recsys_tasks.data.validation import profile
-from recsys_tasks.pipeline.ingest import LAST_GOOD_PROFILE
 from recsys_tasks.storage.artifacts import ArtifactStore
+from recsys_tasks.storage.layout import last_good_profile
 
 PASSWORD = "Pw-n0t-in-any-log-7731"
 
@@ -56,12 +57,19 @@ def test_validate_runs_the_dags_drift_checks_against_the_last_good_log(tmp_path)
     env = clean_env(tmp_path / "home", RECSYS_SOURCE_COLUMNS="user_id=uid,item_id=product,ts=created")
     big = generate_interactions(SyntheticSpec(users=400, items=30, topics=3, seed=1))
     # what a nightly run leaves behind after a log of 10x the volume passed
-    ArtifactStore(str(tmp_path / "home" / "artifacts")).write_json(LAST_GOOD_PROFILE, profile(big))
+    store = ArtifactStore(str(tmp_path / "home" / "artifacts"))
+    store.write_json(last_good_profile(str(source)), {**profile(big), "run_id": "r1"})
     result = recsys("validate", "--source", str(source), env=env)
     assert result.returncode == 2
-    assert "volume change vs previous run" in result.stdout
+    rows = len(pd.read_csv(source))
+    assert (f"volume change vs the last good run of this source: observed {rows}; the last good run of this source: "
+            f"{len(big)} rows; allowed: {int(len(big) * 0.5)}-{int(len(big) * 3)} rows") in result.stdout, result.stdout
     relaxed = recsys("validate", "--source", str(source), "--param", "max_volume_drop=0.99", env=env)
-    assert "volume change vs previous run" not in relaxed.stdout
+    assert "volume change" not in relaxed.stdout
+    # another file is a new source: not judged by this one's history
+    other = write_events_csv(tmp_path / "other.csv")
+    fresh = recsys("validate", "--source", str(other), env=env)
+    assert fresh.returncode == 0 and "new source: no history to compare" in fresh.stdout, fresh.stdout
 
 
 def test_show_and_runs_say_what_is_there(tmp_path):
