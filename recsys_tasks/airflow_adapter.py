@@ -36,13 +36,22 @@ def _connection_db_url() -> str | None:
     try:
         uri = Connection.get("recsys_db").get_uri()
     except AirflowNotFoundException:
-        uri = _metastore_connection_uri("recsys_db")
+        # inside a task the Task SDK's answer is final (it asked every secrets backend); only
+        # the CLI, outside any task, reads the metadata database itself
+        uri = None if _inside_a_task() else _metastore_connection_uri("recsys_db")
     if uri is None:
         return None
     for prefix in ("postgres://", "postgresql://"):
         if uri.startswith(prefix):
             return "postgresql+psycopg://" + uri[len(prefix) :]
     return uri
+
+
+def _inside_a_task() -> bool:
+    """Whether this process runs a task (dag.test included): the Task SDK's supervisor is there."""
+    import sys
+
+    return hasattr(sys.modules.get("airflow.sdk.execution_time.task_runner"), "SUPERVISOR_COMMS")
 
 
 def _metastore_connection_uri(conn_id: str) -> str | None:
