@@ -13,6 +13,7 @@ from recsys_tasks.learning.training import resolve_device
 from recsys_tasks.metrics import list_overlap
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_data, scorer_for
+from recsys_tasks.pipeline.notify import AlertTargets, notify_rejection
 from recsys_tasks.scoring.evaluation import (
     BASELINES,
     Scorer,
@@ -168,4 +169,10 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
     else:
         log.warning("candidate %s rejected, nothing will be published (kept for inspection): %s", model_version, reason)
         run.record("rejected", message=reason)
+    if not blessed and (targets := AlertTargets.from_env()):
+        readers = (f"the {SCORER_NAMES[strongest]} baseline's lists, published by this run" if decision["publish"]
+                   else f"production {evaluation.get('production_version')}'s lists, unchanged")
+        reached = notify_rejection(targets, {"run_id": run.run_id, "candidate": model_version,
+                                             "readers_see": readers, "reason": reason})
+        log.info("rejection notification sent to: %s", ", ".join(reached) or "nobody (delivery failed)")
     return decision

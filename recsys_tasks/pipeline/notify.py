@@ -1,4 +1,5 @@
-"""Telling an operator that a run failed: a JSON webhook and/or an e-mail over SMTP.
+"""Telling an operator that a run failed or that its gate rejected the candidate: a JSON
+webhook and/or an e-mail over SMTP.
 
 Both are optional and configured by the deployment, never by a run's params:
 - `RECSYS_ALERT_WEBHOOK`: a URL that receives a JSON POST (Slack/Teams/Mattermost incoming
@@ -51,24 +52,41 @@ def failure_text(event: Mapping[str, Any]) -> str:
     return text
 
 
+def rejection_text(event: Mapping[str, Any]) -> str:
+    """What the gate decided, and what readers have now."""
+    return (f"recsys candidate rejected: run {event.get('run_id')}: candidate "
+            f"{event.get('candidate')}; readers see {event.get('readers_see')}. {event.get('reason')}")
+
+
 def notify_failure(targets: AlertTargets, event: Mapping[str, Any], timeout_s: float = 10.0) -> list[str]:
     """Send `event` (dag_id, run_id, task_id, try_number, reason, log_url) to every configured
     target; returns the targets reached. Credentials in the event are masked first."""
-    event = redact_obj(dict(event))
-    text = failure_text(event)
+    return _send(targets, {"kind": "failed", **event}, failure_text, timeout_s)
+
+
+def notify_rejection(targets: AlertTargets, event: Mapping[str, Any], timeout_s: float = 10.0) -> list[str]:
+    """The gate rejected tonight's candidate (`event`: run_id, candidate, readers_see,
+    reason): a successful run, yet one an operator must hear about."""
+    return _send(targets, {"kind": "rejected", **event}, rejection_text, timeout_s)
+
+
+def _send(targets: AlertTargets, event: dict[str, Any], texts: Any, timeout_s: float) -> list[str]:
+    event = redact_obj(event)
+    text = texts(event)
     reached = []
     if targets.webhook_url:
         try:
             _post_webhook(targets.webhook_url, {"text": text, **event}, timeout_s)
             reached.append("webhook")
         except OSError as exc:
-            log.error("could not deliver the failure notification to the webhook %s: %s", redact(targets.webhook_url), exc)
+            log.error("could not deliver the %s notification to the webhook %s: %s", event["kind"],
+                      redact(targets.webhook_url), exc)
     if targets.smtp_url:
         try:
             _send_mail(targets.smtp_url, text, timeout_s)
             reached.append("smtp")
         except (OSError, smtplib.SMTPException, ConfigError) as exc:
-            log.error("could not e-mail the failure notification through %s: %s", redact(targets.smtp_url), exc)
+            log.error("could not e-mail the %s notification through %s: %s", event["kind"], redact(targets.smtp_url), exc)
     return reached
 
 

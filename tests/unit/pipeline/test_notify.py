@@ -97,6 +97,22 @@ def test_a_run_failing_validation_notifies_webhook_and_mail(recsys_home, airflow
     assert run_record(config, outcome["run_id"])["status"] == "failed_validation"
 
 
+def test_a_rejected_candidate_notifies_and_says_what_readers_keep(recsys_home, airflow_db, receivers):
+    config = config_from_env()
+    write_interactions(generate_interactions(SyntheticSpec(users=120, items=40, topics=3, seed=2)), config.source_uri)
+    first = airflow_adapter.run_dag("recsys_nightly", {"epochs": 2, "pretrain_epochs": 0, "gate_min_lift": -0.9})
+    assert first["tasks"]["publish"] == "success" and Webhook.received == []  # a blessed night is quiet
+    # no candidate clears an 11x lift over the strongest baseline: a successful run, yet an alert
+    second = airflow_adapter.run_dag("recsys_nightly", {"epochs": 2, "pretrain_epochs": 0, "gate_min_lift": 10})
+    assert second["state"] == "success" and second["tasks"]["publish"] == "skipped"
+    assert len(Webhook.received) == 1
+    hook = Webhook.received[0]
+    assert hook["kind"] == "rejected" and hook["run_id"] == second["run_id"] and "floor" in hook["reason"]
+    assert hook["text"].startswith(f"recsys candidate rejected: run {second['run_id']}")
+    assert "readers see production" in hook["text"] and "unchanged" in hook["text"]
+    assert len(Smtp.messages) == 1 and "Subject: recsys candidate rejected" in Smtp.messages[0]["data"]
+
+
 def test_an_unreachable_receiver_is_logged_and_credentials_are_masked(receivers, caplog):
     targets = AlertTargets(webhook_url="http://127.0.0.1:9/unreachable", smtp_url=None)
     reached = notify_failure(targets, {"run_id": "r", "task_id": "t", "reason": "postgresql://app:hunter22@db/x is down"})
