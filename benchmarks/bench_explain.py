@@ -5,8 +5,9 @@
         --model /tmp/recsys-nightly-dag-XXXX/artifacts/models/<version>/model.pt --out results/explain_beauty.json
 
 `--model`: a checkpoint the nightly trained on that data (`benchmarks/bench_nightly_dag.py`
-leaves its RECSYS_HOME in place). For a seeded sample of users (each sequence without its last
-item, which the nightly never saw), the model's top-10 (history excluded) is computed; then
+leaves its RECSYS_HOME in place). For every user with 3 or more events (or a seeded sample:
+`--users N`), each sequence without its last item (which the nightly never saw), the model's
+top-10 (history excluded) is computed; then
 each history item (of the last 50) is removed in turn and every listed item's new rank noted.
 For each row: the item whose removal drops the recommendation most is the leave-one-out
 reason. Reported per attribution (nearest in item space, as shipped; the most recent item; a
@@ -57,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", required=True, help="a nightly checkpoint (models/<version>/model.pt)")
-    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=0, help="a seeded sample of this many users (0: every user)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True)
@@ -67,7 +68,8 @@ def main() -> None:
     model = SequenceEncoder.from_checkpoint(checkpoint).eval()
     seqs = sequences(args.data, checkpoint["item_ids"])
     rng = np.random.default_rng(args.seed)
-    sample = np.sort(rng.choice(seqs.n_users, min(args.users, seqs.n_users), replace=False))
+    sample = (np.sort(rng.choice(seqs.n_users, min(args.users, seqs.n_users), replace=False)) if args.users
+              else np.arange(seqs.n_users))
     score = model_scorer(model, seqs, torch.device("cpu"))
     units = unit_rows(model.item_embedding.weight[1 : seqs.n_items + 1].detach().float().numpy())
 

@@ -234,6 +234,13 @@ def test_the_finetune_stage_and_the_benchmark_train_the_same_model_through_fit(r
     for name, weight in direct.model.state_dict().items():
         assert torch.equal(weight, stage_model["state_dict"][name]), name
     assert direct.result.best_epoch == figures["best_epoch"] == trained["best_epoch"]
+    # the refit the nightly ships is the one the benchmark scores: the same epochs, one event more per user
+    assert figures["refit"]["epochs"] == trained["best_epoch"] and trained["refit_version"]
+    refit_lineage = run.store.read_json(f"models/{trained['refit_version']}/lineage.json")
+    assert len(refit_lineage["history"]) == figures["refit"]["epochs"]
+    assert set(figures["judged_metrics"]) == set(figures["metrics"])
+    without = run_benchmark(str(data), None, TINY_MODEL, TINY_TRAIN, refit=False)
+    assert without["refit"] is None and without["metrics"] == without["judged_metrics"] == figures["judged_metrics"]
 
 
 def test_tracing_test_scores_changes_nothing_the_benchmark_trains_or_chooses(tmp_path):
