@@ -197,8 +197,12 @@ def test_variant_and_similar_items_appear_when_published(dep):
                      {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
         conn.execute(sa.text(f"INSERT INTO {dep.tables.fallback} VALUES (:r, 1, 'hot', 9, :t)"),
                      {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
+        conn.execute(sa.text(f"INSERT INTO {dep.tables.items} VALUES (:r, 'hot', '<b>Hot</b> pick', NULL, 1, :t), "
+                             "(:r, 'b', 'Bee', 'brand=acme', 1, :t)"), {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
     assert [r["similar_item_id"] for r in console.similar_items(dep, "c")["rows"]] == ["d", "x"]
-    assert console.user_lookup(dep, "someone-new")["fallback"] == [{"rank": 1, "item_id": "hot", "score": 9.0}]
+    assert console.user_lookup(dep, "someone-new")["fallback"] == [
+        {"rank": 1, "item_id": "hot", "score": 9.0, "title": "<b>Hot</b> pick"}]  # the template escapes it
+    assert [r["title"] for r in console.user_lookup(dep, "1")["rows"]] == ["Bee", None, None]  # from the run's snapshot
 
 
 def test_a_fresh_deployment_shows_nothing_and_writes_nothing(recsys_home):
