@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recsys_tasks.data.prepare import Sequences
+from recsys_tasks.data.prepare import Sequences, history_positions
 from recsys_tasks.learning.model import SequenceEncoder
 from recsys_tasks.ops.bench import measured
 from recsys_tasks.scoring.evaluation import model_scorer
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=0, help="a seeded sample of this many users (0: every user)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--group", type=int, default=64, help="users scored together")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     stamp, started = measured(), time.perf_counter()
@@ -74,40 +75,48 @@ def main() -> None:
     units = unit_rows(model.item_embedding.weight[1 : seqs.n_items + 1].detach().float().numpy())
 
     hits = {"nearest": 0, "last": 0, "random": 0}
-    drops = {"nearest": [], "last": [], "random": [], "best": []}
+    drops: dict[str, list[float]] = {"nearest": [], "last": [], "random": [], "best": []}
     rows = 0
-    for user in sample:
-        start, end = seqs.offsets[user], seqs.offsets[user + 1]
-        history = seqs.items[start:end]
-        scores = score(np.array([user]), np.array([start]), np.array([end])).clone()
-        scores[0, history] = float("-inf")
-        scores[0, 0] = float("-inf")
-        top = torch.topk(scores, args.k, dim=1).indices  # (1, K)
-        before = ranks_of(scores, top)[0]  # 1..K
-        # every leave-one-out variant of the history, scored in one batch
-        variants = [np.delete(history, j) for j in range(len(history))]
-        flat = np.concatenate(variants)
-        lengths = np.array([len(v) for v in variants])
-        ends = np.cumsum(lengths)
-        probe = Sequences(user_ids=[str(j) for j in range(len(variants))], item_ids=seqs.item_ids,
-                          offsets=np.r_[0, ends], items=flat)
-        removed = model_scorer(model, probe, torch.device("cpu"))(np.arange(len(variants)), ends - lengths, ends).clone()
-        removed[:, history] = float("-inf")  # the same exclusions as the list had
+    for lo in range(0, len(sample), args.group):  # a group of users, and every variant of theirs, per model call
+        users = sample[lo : lo + args.group]
+        starts, ends = seqs.offsets[users], seqs.offsets[users + 1]
+        scores = score(users, starts, ends).clone()
+        rows_h, positions = history_positions(starts, ends)
+        scores[torch.as_tensor(rows_h), torch.as_tensor(seqs.items[positions])] = float("-inf")
+        scores[:, 0] = float("-inf")
+        top = torch.topk(scores, args.k, dim=1).indices  # (G, K)
+        before = ranks_of(scores, top)  # (G, K): 1..K
+        # every leave-one-out variant of each history: (owner, removed position)
+        lengths = ends - starts
+        owner = np.repeat(np.arange(len(users)), lengths)
+        flat = np.concatenate([np.delete(seqs.items[a:b], j) for a, b, n in zip(starts, ends, lengths, strict=True)
+                               for j in range(n)])
+        v_ends = np.cumsum(lengths[owner] - 1)
+        probe = Sequences(user_ids=[str(j) for j in range(len(owner))], item_ids=seqs.item_ids,
+                          offsets=np.r_[0, v_ends], items=flat)
+        v_starts = v_ends - (lengths[owner] - 1)
+        removed = model_scorer(model, probe, torch.device("cpu"))(np.arange(len(owner)), v_starts, v_ends).clone()
+        rows_v, positions_v = history_positions(starts[owner], ends[owner])  # the same exclusions as the list had
+        removed[torch.as_tensor(rows_v), torch.as_tensor(seqs.items[positions_v])] = float("-inf")
         removed[:, 0] = float("-inf")
-        after = ranks_of(removed, top.expand(len(variants), -1))  # (L, K)
-        drop = (after - before[None, :]).numpy()  # rank drop of each listed item per removed position
-        tokens = top[0].numpy()
-        because, _ = nearest_history_items(units, seqs, np.full(args.k, user), tokens)
-        nearest_at = np.array([np.flatnonzero(history == b)[-1] for b in because])
-        choices = {"nearest": nearest_at, "last": np.full(args.k, len(history) - 1),
-                   "random": rng.integers(0, len(history), size=args.k)}
-        best = drop.max(axis=0)
-        for name, at in choices.items():
-            named = drop[at, np.arange(args.k)]
-            hits[name] += int((named == best).sum())
-            drops[name] += named.tolist()
-        drops["best"] += best.tolist()
-        rows += args.k
+        after = ranks_of(removed, top[torch.as_tensor(owner)])  # (V, K)
+        drop = (after - before[torch.as_tensor(owner)]).numpy()
+        because, _ = nearest_history_items(units, seqs, np.repeat(users, args.k), top.reshape(-1).numpy())
+        because = because.reshape(len(users), args.k)
+        for g in range(len(users)):
+            mine = np.flatnonzero(owner == g)
+            history = seqs.items[starts[g] : ends[g]]
+            d = drop[mine]  # (L, K)
+            nearest_at = np.array([np.flatnonzero(history == b)[-1] for b in because[g]])
+            choices = {"nearest": nearest_at, "last": np.full(args.k, len(history) - 1),
+                       "random": rng.integers(0, len(history), size=args.k)}
+            best = d.max(axis=0)
+            for name, at in choices.items():
+                named = d[at, np.arange(args.k)]
+                hits[name] += int((named == best).sum())
+                drops[name] += named.tolist()
+            drops["best"] += best.tolist()
+            rows += args.k
 
     figures = {
         **stamp, "data": args.data, "model": args.model, "users": int(len(sample)), "rows": rows, "k": args.k,
