@@ -91,3 +91,75 @@ def headless_chromium():
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
+
+
+class S3FaultProxy:
+    """An HTTP proxy in front of the S3 endpoint that answers the next requests of a method
+    with planned faults (a status code with S3's error body, or "drop": the connection closed
+    without an answer) and forwards every other request: botocore meets real HTTP failures."""
+
+    ERRORS = {500: "InternalError", 503: "SlowDown", 403: "AccessDenied"}
+
+    def __init__(self, upstream: str):
+        import http.client
+        import threading
+        from collections import defaultdict
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        proxy, target = self, urlsplit(upstream)
+        self.faults: dict[str, list] = defaultdict(list)
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request that arrived
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append((self.command, self.path.split("?")[0]))
+                if proxy.faults[self.command]:
+                    fault = proxy.faults[self.command].pop(0)
+                    if fault == "drop":
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return
+                    code = proxy.ERRORS.get(fault, "InternalError")
+                    payload = f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode()
+                    self.send_response(fault)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                conn.request(self.command, self.path, body=body or None, headers=dict(self.headers))
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def fail(self, method: str, *faults) -> None:
+        self.faults[method].extend(faults)
+
+    def count(self, method: str, path_end: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and p.endswith(path_end))
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -40,6 +40,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RECSYS_DB_URL": ("sqlite:///$RECSYS_HOME/recsys.db", "results database (the `recsys_db` connection when unset)"),
     "RECSYS_ARTIFACT_ROOT": ("$RECSYS_HOME/artifacts", "artifacts: a folder or s3://bucket/prefix"),
     "RECSYS_S3_ENDPOINT_URL": ("unset (AWS_ENDPOINT_URL, else AWS)", "an S3-compatible endpoint such as MinIO"),
+    "RECSYS_S3_MAX_ATTEMPTS": ("5", "attempts per S3 request, sources and artifacts alike (botocore's standard retry mode)"),
     "RECSYS_TASK_RETRIES": ("2", "retries of a failed task (bad data and bad params never retry)"),
     "RECSYS_RETRY_DELAY_S": ("120", "seconds between retries"),
     "RECSYS_TASK_TIMEOUT_MIN": ("240", "a task running longer fails (and retries)"),
@@ -157,6 +158,24 @@ def console_origins() -> list[str]:
 
 def s3_endpoint_url() -> str | None:
     return os.environ.get("RECSYS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+S3_MAX_ATTEMPTS = 5  # one try and four retries, botocore's standard mode (jittered exponential backoff)
+
+
+def s3_max_attempts() -> int:
+    return int(os.environ.get("RECSYS_S3_MAX_ATTEMPTS") or S3_MAX_ATTEMPTS)
+
+
+def s3_client(endpoint_url: str | None = None):
+    """The one S3 client every reader and writer uses (sources, artifacts, the registry):
+    botocore's standard retry mode retries 5xx, throttling and dropped connections
+    (RECSYS_S3_MAX_ATTEMPTS attempts in all, default 5) and never a refusal such as 403."""
+    import boto3  # only deployments on S3 pay for the import
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": s3_max_attempts()}, connect_timeout=10, read_timeout=60)
+    return boto3.client("s3", endpoint_url=endpoint_url or s3_endpoint_url(), config=config)
 
 
 def text_encoder_path() -> str:

@@ -165,10 +165,8 @@ def iter_files(uri: str) -> Iterator[tuple[str, bytes]]:
 
 
 def _iter_s3(uri: str) -> Iterator[tuple[str, bytes]]:
-    import boto3
-
     bucket, _, key = uri[len("s3://") :].partition("/")
-    client = boto3.client("s3", endpoint_url=environment.s3_endpoint_url())
+    client = environment.s3_client()
     prefix = _GLOB.split(key, 1)[0] if _GLOB.search(key) else key
     try:
         keys = [

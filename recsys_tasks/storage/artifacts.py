@@ -4,10 +4,12 @@ Both backends take the same keys (`runs/<run>/prepared.npz`, `models/<version>/m
 and write whole objects atomically: a local write goes to a temporary file that is renamed
 into place, and an S3 PUT is atomic by itself. So a reader never sees half an artifact.
 
-Transient S3 failures (5xx, throttling, a dropped connection) are retried a few times with a
-short backoff, on top of botocore's own retries; anything else (a missing key, access denied)
-fails at once. A multi-object artifact such as a model version is not written through temporary
-keys and copies: each object is atomic, and a version counts as registered only once its
+Transient S3 failures (5xx, throttling, a dropped connection) are retried by botocore's standard
+retry mode, configured once for sources and artifacts alike (`environment.s3_client`); anything
+else (a missing key, access denied) fails at once.
+
+A multi-object artifact such as a model version is not written through temporary keys and
+copies: each object is atomic, and a version counts as registered only once its
 marker object (`models/<version>/model.pt`, the key the registry lists) exists, so a writer
 that stops half-way leaves a folder the registry does not list and retention removes.
 
@@ -23,7 +25,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-S3_ATTEMPTS = 4  # one try and three retries: 0.2 s, 0.4 s, 0.8 s apart
-S3_BACKOFF_S = 0.2
 S3_DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException"}
 
@@ -76,12 +75,10 @@ class ArtifactStore:
         self.root = root.rstrip("/")
         self.is_s3 = root.startswith("s3://")
         if self.is_s3:
-            import boto3  # only deployments on S3 pay for the import
-
             bucket, _, prefix = self.root[len("s3://") :].partition("/")
             self.bucket, self.prefix = bucket, prefix.strip("/")
             endpoint = endpoint_url or environment.s3_endpoint_url()
-            self._s3 = boto3.client("s3", endpoint_url=endpoint)
+            self._s3 = environment.s3_client(endpoint)
 
     def uri(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -90,19 +87,14 @@ class ArtifactStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _s3_call(self, what: str, call: Callable[[], T]) -> T:
-        """Run one S3 request, retrying transient failures with a doubling backoff."""
-        for attempt in range(1, S3_ATTEMPTS + 1):
-            try:
-                return call()
-            except Exception as error:  # noqa: BLE001 - sorted by is_transient, re-raised otherwise
-                if not is_transient(error):
-                    raise
-                if attempt == S3_ATTEMPTS:
-                    raise ArtifactStoreError(f"{what} failed {S3_ATTEMPTS} times, last with: {error}") from error
-                delay = S3_BACKOFF_S * 2 ** (attempt - 1)
-                log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        """Run one S3 request (botocore retries the transient failures); a transient failure that
+        outlasted the retries becomes an ArtifactStoreError saying what failed."""
+        try:
+            return call()
+        except Exception as error:  # noqa: BLE001 - sorted by is_transient, re-raised otherwise
+            if not is_transient(error):
+                raise
+            raise ArtifactStoreError(f"{what} failed {environment.s3_max_attempts()} times, last with: {error}") from error
 
     def write_bytes(self, key: str, data: bytes) -> str:
         if self.is_s3:

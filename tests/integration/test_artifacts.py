@@ -3,8 +3,9 @@
 import boto3
 import pandas as pd
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError
 
+from helpers import S3FaultProxy
 from recsys_tasks.errors import ArtifactNotFoundError
 from recsys_tasks.storage import artifacts
 from recsys_tasks.storage.artifacts import ArtifactStore, ArtifactStoreError
@@ -25,8 +26,7 @@ def store(request, tmp_path):
 
 
 @pytest.fixture()
-def s3_store(s3_endpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(artifacts, "S3_BACKOFF_S", 0.0)
+def s3_store(s3_endpoint, tmp_path):
     return _s3_store(s3_endpoint, tmp_path)
 
 
@@ -79,46 +79,37 @@ def test_s3_deletes_in_batches(s3_store, monkeypatch):
     assert calls == [2, 2, 1] and store.list() == []
 
 
-def _failing(real, errors):
-    """A stand-in for a boto3 call that raises `errors` in turn, then does the real thing."""
-    attempts = []
-
-    def call(**kwargs):
-        attempts.append(kwargs["Key"])
-        if len(attempts) <= len(errors):
-            raise errors[len(attempts) - 1]
-        return real(**kwargs)
-
-    return call, attempts
+@pytest.fixture()
+def faulty_s3(s3_endpoint, tmp_path, monkeypatch):
+    """An S3 store whose requests pass through a proxy that can fail them over HTTP."""
+    monkeypatch.setenv("RECSYS_S3_MAX_ATTEMPTS", "3")  # the default 5 backs off for up to 15 s
+    proxy = S3FaultProxy(s3_endpoint)
+    bucket = f"f{tmp_path.name.replace('_', '-').lower()[-20:]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    yield ArtifactStore(f"s3://{bucket}/recsys", endpoint_url=proxy.url), proxy
+    proxy.close()
 
 
-def _client_error(status, code):
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
-
-
-def test_s3_uploads_survive_transient_failures(s3_store, monkeypatch):
-    store = s3_store
-    flaky = [
-        _client_error(503, "SlowDown"),
-        EndpointConnectionError(endpoint_url="http://s3"),
-        _client_error(500, "InternalError"),
-    ]
-    put, attempts = _failing(store._s3.put_object, flaky)
-    monkeypatch.setattr(store._s3, "put_object", put)
+def test_s3_uploads_and_downloads_survive_transient_failures(faulty_s3):
+    store, proxy = faulty_s3
+    proxy.fail("PUT", 503, "drop")  # throttled, then a connection closed without an answer
     store.write_bytes("models/v2/model.pt", b"weights")
-    assert len(attempts) == 4 and store.read_bytes("models/v2/model.pt") == b"weights"
+    assert proxy.count("PUT", "models/v2/model.pt") == 3
+    proxy.fail("GET", 500)
+    assert store.read_bytes("models/v2/model.pt") == b"weights"
+    assert proxy.count("GET", "models/v2/model.pt") == 2
 
 
-def test_s3_gives_up_on_lasting_or_permanent_failures(s3_store, monkeypatch):
-    store = s3_store
-    put, attempts = _failing(store._s3.put_object, [EndpointConnectionError(endpoint_url="http://s3")] * 10)
-    monkeypatch.setattr(store._s3, "put_object", put)
-    with pytest.raises(ArtifactStoreError, match="failed 4 times"):
+def test_s3_gives_up_on_lasting_or_permanent_failures(faulty_s3):
+    store, proxy = faulty_s3
+    proxy.fail("PUT", *[503] * 10)
+    with pytest.raises(ArtifactStoreError, match="failed 3 times"):
         store.write_bytes("models/v3/model.pt", b"weights")
-    assert len(attempts) == artifacts.S3_ATTEMPTS and not store.exists("models/v3/model.pt")
+    assert proxy.count("PUT", "models/v3/model.pt") == 3
+    proxy.faults.clear()
+    assert not store.exists("models/v3/model.pt")
 
-    put, attempts = _failing(store._s3.put_object, [_client_error(403, "AccessDenied")])
-    monkeypatch.setattr(store._s3, "put_object", put)
+    proxy.fail("PUT", 403)
     with pytest.raises(ClientError, match="AccessDenied"):
         store.write_bytes("models/v3/model.pt", b"weights")
-    assert len(attempts) == 1  # retrying cannot fix a refusal
+    assert proxy.count("PUT", "models/v3/model.pt") == 4  # retrying cannot fix a refusal: one more request

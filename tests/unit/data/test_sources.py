@@ -4,7 +4,7 @@ import boto3
 import pandas as pd
 import pytest
 
-from helpers import DATASETS
+from helpers import DATASETS, S3FaultProxy
 from recsys_tasks.data.formats import detect_format
 from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions, write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
@@ -95,6 +95,23 @@ def test_s3_prefix_of_csv_partitions(s3_endpoint, monkeypatch):
         s3.put_object(Bucket="logs", Key=f"events/{name}", Body=part.to_csv(index=False).encode())
     assert len(read_interactions("s3://logs/events/")) == len(LOG)
     assert len(read_interactions("s3://logs/events/day=1/*.csv")) == half
+
+
+def test_s3_source_reads_retry_transient_failures(s3_endpoint, monkeypatch):
+    """Sources use the artifacts' S3 client: botocore's standard retries over real HTTP faults."""
+    proxy = S3FaultProxy(s3_endpoint)
+    try:
+        monkeypatch.setenv("RECSYS_S3_ENDPOINT_URL", proxy.url)
+        s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+        if "retries" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+            s3.create_bucket(Bucket="retries")
+        s3.put_object(Bucket="retries", Key="events/part.csv", Body=LOG.to_csv(index=False).encode())
+        proxy.fail("GET", 503, "drop")  # the listing is throttled, the download's connection dropped
+        assert len(read_interactions("s3://retries/events/part.csv")) == len(LOG)
+        assert len(proxy.requests) == 4
+    finally:
+        proxy.close()
+
 
 
 def test_format_detection_names_the_choices():
