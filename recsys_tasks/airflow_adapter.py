@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -104,13 +105,52 @@ def call(stage: str, *args: Any, **kwargs: Any) -> Any:
     map_index = getattr(context["ti"], "map_index", -1)
     label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
     try:
-        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])), as_of=as_of(context))
+        log.info("%s: started", label)
+        tick = time.perf_counter()
         with run.timed(label):
-            return getattr(stages, stage)(run, *args, **kwargs)
+            out = getattr(stages, stage)(run, *args, **kwargs)
+        log.info("%s: done in %.1f s", label, time.perf_counter() - tick)
+        return out
     except RecsysError as exc:
         if not exc.retryable:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
         raise
+
+
+WATCH_DAG = "recsys_watch"
+
+
+def watch_now() -> dict:
+    """recsys_watch's check (pipeline.watch), outside the run and stage tables: it is no run."""
+    from airflow.sdk import get_current_context
+
+    from recsys_tasks import pipeline as stages
+
+    context = get_current_context()
+    return stages.watch(stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"]))))
+
+
+def as_of(context: Any) -> Any:
+    """The instant a run's data is taken as of: its data interval's end, else its logical date,
+    else (a manual run without one) when it was queued to run. All three stay the same when the
+    run is cleared and run again."""
+    import pandas as pd
+
+    dag_run = context.get("dag_run")
+    for value in (context.get("data_interval_end"), context.get("logical_date"), getattr(dag_run, "run_after", None)):
+        if value is not None:
+            stamp = pd.Timestamp(value)
+            return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return None
+
+
+def on_task_retry(context: dict[str, Any]) -> None:
+    """One line per retry: which task failed, why, and when it runs again."""
+    ti = context["task_instance"]
+    delay = getattr(context.get("task"), "retry_delay", None)
+    log.warning("%s failed (attempt %s): %s; retrying in %s", ti.task_id, getattr(ti, "try_number", "?"),
+                context.get("exception"), f"{delay.total_seconds():.0f} s" if delay else "a while")
 
 
 def on_task_failure(context: dict[str, Any]) -> None:
@@ -123,8 +163,9 @@ def on_task_failure(context: dict[str, Any]) -> None:
     ti = context["task_instance"]
     reason = f"task {ti.task_id} failed: {exc}"
     try:
-        run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
-        stages.mark_failed(run, reason)
+        if ti.dag_id != WATCH_DAG:  # the watch's checks are not runs: nothing to record
+            run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])))
+            stages.mark_failed(run, reason)
     except Exception:  # a failing callback must not hide the task's own error
         log.exception("could not record the failure of task %s", ti.task_id)
     targets = AlertTargets.from_env()
@@ -158,16 +199,17 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
-def run_dag(dag_id: str, run_conf: dict[str, Any]) -> dict[str, Any]:
+def run_dag(dag_id: str, run_conf: dict[str, Any], logical_date: Any = None) -> dict[str, Any]:
     """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome.
     `run_conf` holds typed params (see `config.typed_params`): Airflow checks them against
-    the DAG's param schema, where `"20"` is not an integer."""
+    the DAG's param schema, where `"20"` is not an integer. With `logical_date`, the run of that
+    date (cleared first when it ran before: a replay that reads what that date saw)."""
     use_embedded_defaults()
     from airflow.utils.db import upgradedb
 
     upgradedb()  # idempotent; a few seconds when the schema is current
     dag = load_dag(dag_id)
-    dag_run = dag.test(run_conf=run_conf)
+    dag_run = dag.test(run_conf=run_conf, **({"logical_date": logical_date} if logical_date is not None else {}))
     states = {
         ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()
     }
@@ -191,6 +233,7 @@ def task_defaults() -> dict[str, Any]:
         "retry_delay": timedelta(seconds=settings.retry_delay_s),
         "execution_timeout": timedelta(minutes=settings.task_timeout_min),
         "on_failure_callback": on_task_failure,
+        "on_retry_callback": on_task_retry,
     }
 
 

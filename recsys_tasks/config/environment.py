@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys_tasks.config.settings import PipelineConfig
+from recsys_tasks.errors import ConfigError
 
 WORKER_FLAG = "RECSYS_DISTRIBUTED_WORKER"  # set in training processes, so a stage does not launch again
 
@@ -48,8 +49,13 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "RECSYS_GPU_QUEUE": ("default", "the Celery queue of pretrain and finetune (gpu in docker-compose)"),
     "RECSYS_GPU_POOL": ("default_pool", "the pool of pretrain and finetune (gpu in docker-compose)"),
     "RECSYS_SOURCE_ASSET": ("unset (02:00 UTC)", "schedule the nightly on this Asset's updates instead of the clock"),
-    "RECSYS_ALERT_WEBHOOK": ("unset", "a URL that gets a JSON POST when a task fails for good"),
-    "RECSYS_ALERT_SMTP": ("unset", "smtp://[user:password@]host:port?to=... for the same notice by e-mail"),
+    "RECSYS_ALERT_WEBHOOK": ("unset", "a URL that gets a JSON POST on a failure, a rejection, stale lists, a missed deadline"),
+    "RECSYS_ALERT_SMTP": ("unset", "smtp://[user:password@]host:port?to=... for the same notices by e-mail"),
+    "RECSYS_MAX_LIST_AGE_H": ("30", "recsys_watch alerts when the lists readers see are older than this many hours"),
+    "RECSYS_PUBLISH_DEADLINE": ("06:00", "UTC time each night's lists are due by (recsys_watch alerts after it); off: none"),
+    "RECSYS_STATSD_HOST": ("unset ([metrics] statsd_host when statsd_on)", "send per-run metrics over StatsD to this host"),
+    "RECSYS_STATSD_PORT": ("8125", "the StatsD port"),
+    "RECSYS_STATSD_PREFIX": ("recsys", "prefix of every metric name"),
     "RECSYS_TEXT_ENCODER": ("unset (TF-IDF + SVD)", "a local sentence-transformers / Hugging Face model folder"),
     "RECSYS_CONSOLE_ORIGINS": ("[api] base_url", "origins the console accepts changes from, comma-separated"),
     "RECSYS_GIT_COMMIT": ("the checkout's HEAD", "the commit images are built from (recsys --version, lineage)"),
@@ -119,6 +125,25 @@ class Orchestration:
 def alert_targets() -> tuple[str | None, str | None]:
     """(webhook URL, SMTP URL) failure notices go to; None where unset."""
     return os.environ.get("RECSYS_ALERT_WEBHOOK") or None, os.environ.get("RECSYS_ALERT_SMTP") or None
+
+
+def max_list_age_hours() -> float:
+    return float(os.environ.get("RECSYS_MAX_LIST_AGE_H") or 30)
+
+
+def publish_deadline() -> tuple[int, int] | None:
+    """(hour, minute) UTC of RECSYS_PUBLISH_DEADLINE (default 06:00); None when `off`."""
+    text = (os.environ.get("RECSYS_PUBLISH_DEADLINE") or "06:00").strip().lower()
+    if text in {"off", "none", "0"}:
+        return None
+    hour, _, minute = text.partition(":")
+    try:
+        when = int(hour), int(minute or 0)
+    except ValueError:
+        when = (-1, -1)
+    if not (0 <= when[0] < 24 and 0 <= when[1] < 60):
+        raise ConfigError(f"RECSYS_PUBLISH_DEADLINE={text!r}: use HH:MM (UTC), or off")
+    return when
 
 
 def code_commit() -> str:

@@ -62,6 +62,13 @@ class Sequences:
             return cls(vocab["users"], vocab["items"], arrays["offsets"], arrays["items"], last_ts, weights)
 
 
+def rows_fingerprint(frame: pd.DataFrame) -> str:
+    """A hash of the rows whatever their order (the sum of per-row hashes), with the count: two
+    extracts of the same data, as a replay makes, print the same fingerprint."""
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+    return f"{len(frame)}:{int(hashes.sum(dtype=np.uint64)):016x}"
+
+
 def k_core(events: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
     """Drop users and items with too few events, repeatedly, until both bounds hold."""
     while min_user > 1 or min_item > 1:

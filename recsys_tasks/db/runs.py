@@ -61,7 +61,8 @@ def record_stage(
 def stage_timings(engine: sa.Engine, tables: Tables, run_id: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text(f"SELECT stage, status, seconds FROM {tables.stages} WHERE run_id = :r ORDER BY started_at"), {"r": run_id}
+            sa.text(f"SELECT stage, status, seconds, started_at FROM {tables.stages} WHERE run_id = :r ORDER BY started_at"),
+            {"r": run_id},
         ).mappings().all()
     return [dict(r) for r in rows]
 

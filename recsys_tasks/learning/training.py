@@ -33,6 +33,8 @@ from recsys_tasks.learning.objectives import Objective, PositionWeights
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY_S = 30.0  # an epoch line at INFO at most this often (the first, the last and a stop always)
+
 
 def resolve_device(name: str) -> torch.device:
     """"auto": CUDA when present (this process's GPU under the distributed launcher), else CPU."""
@@ -294,6 +296,7 @@ def train(
     if world > 1 and rank == 0:
         log.info("%s: %d processes (DDP, %s backend)", objective.name, world, dist.get_backend())
     started = time.perf_counter() - result.seconds
+    said = float("-inf")  # when an epoch line last went out at INFO
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         tick, cpu_tick = time.perf_counter(), time.process_time()
@@ -315,10 +318,14 @@ def train(
                 stale += 1
         result.history.append(entry)
         result.epochs_run = epoch
+        spent = over_budget(config.train_minutes, time.perf_counter() - started, device, world)
+        stopping = (validate is not None and stale >= config.patience) or epoch == epochs or spent
         if rank == 0:
-            val = f" val={entry['val']:.4f}" if "val" in entry else ""
-            log.info("%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs", objective.name, epoch, epochs, entry["loss"], val,
-                     entry["seq_per_s"], seconds * (epochs - epoch))
+            val = f" val={entry['val']:.4f} (best {result.best_score:.4f} at {result.best_epoch})" if "val" in entry else ""
+            loud = epoch == first_epoch or stopping or time.perf_counter() - said >= PROGRESS_EVERY_S
+            said = time.perf_counter() if loud else said
+            log.log(logging.INFO if loud else logging.DEBUG, "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
+                    objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], seconds * (epochs - epoch))
         if checkpoints and rank == 0:
             result.seconds = time.perf_counter() - started
             checkpoints.save({
@@ -331,7 +338,7 @@ def train(
         if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
             log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
             break
-        if over_budget(config.train_minutes, time.perf_counter() - started, device, world):
+        if spent:
             log.info("%s: the %.1f-minute training budget is spent; stopping at epoch %d (best so far kept)",
                      objective.name, config.train_minutes, epoch)
             break

@@ -6,11 +6,13 @@ import argparse
 import json
 import logging
 import sys
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from recsys_tasks import db
-from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, typed_params
+from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, environment, typed_params
 from recsys_tasks.errors import RecsysError
+from recsys_tasks.ops import runlog
 from recsys_tasks.redact import redact
 from recsys_tasks.storage import layout
 
@@ -68,7 +70,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     params = _parse_params(args.param)
     config = _config(params)  # fails on bad params before Airflow starts a run
-    outcome = airflow_adapter.run_dag(args.dag_id, params)
+    logical_date = _logical_date(args.logical_date)
+    if args.verbose:
+        outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
+    else:
+        with runlog.progress_only(runlog.log_path(environment.recsys_home())) as airflow_log:
+            outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
+        print(f"Airflow's log of this run: {airflow_log} (or run with -v)")
     print()
     print(render_report(config, outcome["run_id"]))
     summary = run_summary(config, outcome["run_id"])
@@ -86,6 +94,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     reason = summary.get("message") or (f"failed tasks: {', '.join(failed)}" if failed else f"DAG run {outcome['state']}")
     print(f"error: run {outcome['run_id']} ended {summary['status']}: {reason}", file=sys.stderr)
     return 1
+
+
+def _logical_date(text: str | None) -> Any:
+    if not text:
+        return None
+    from datetime import datetime
+
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        raise RecsysError(f"--logical-date {text!r}: use an ISO date or time, e.g. 2026-12-06 or 2026-12-06T02:00") from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -250,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help=f"run-level setting; one of: {', '.join(sorted(PARAMS))}")
     run.add_argument("--dag-id", default="recsys_nightly")
+    run.add_argument("--logical-date", metavar="DATE",
+                     help="run (or re-run: a replay) the night of this date; its data as of then (default: now)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="extract and validate a source; exit 0 when it passes")

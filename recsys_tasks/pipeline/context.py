@@ -9,10 +9,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
+import pandas as pd
 import sqlalchemy as sa
 
 from recsys_tasks import db
 from recsys_tasks.config import PipelineConfig
+from recsys_tasks.pipeline import telemetry
 from recsys_tasks.storage import layout
 from recsys_tasks.storage.artifacts import ArtifactStore
 from recsys_tasks.storage.deployment import Deployment
@@ -24,6 +26,17 @@ log = logging.getLogger(__name__)
 class RunContext:
     run_id: str
     config: PipelineConfig
+    # the run's logical date (its data interval's end): every time-dependent choice counts from
+    # it, so a cleared run or a backfill sees what its date saw; None: now (runs outside Airflow)
+    as_of: pd.Timestamp | None = None
+
+    @cached_property
+    def production(self) -> str | None:
+        """The production version this run stands against: the newest one another run put in
+        production (a replayed run never judges, or starts from, its own model)."""
+        from recsys_tasks.storage import registry
+
+        return registry.production_for(self.store, self.run_id)
 
     @property
     def key(self) -> str:
@@ -79,6 +92,7 @@ class RunContext:
             status = "success"
         finally:
             seconds = round(time.perf_counter() - tick, 3)
+            telemetry.stage(stage, seconds, failed=status == "failed")
             db.record_stage(self.db, self.tables, self.run_id, stage, status, started, seconds)
 
     def record(self, status: str, **fields: object) -> None:

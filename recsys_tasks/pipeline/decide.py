@@ -11,6 +11,7 @@ from recsys_tasks import db
 from recsys_tasks.data.prepare import Sequences, item_popularity
 from recsys_tasks.learning.training import resolve_device
 from recsys_tasks.metrics import list_overlap
+from recsys_tasks.pipeline import telemetry
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_data, scorer_for
 from recsys_tasks.pipeline.notify import AlertTargets, notify_rejection
@@ -52,7 +53,7 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     test_history_end = split.train_end + 1  # the validation item joins the history
     scorers = {"model": scorer_for(run, model_version, seqs, device, history_end=test_history_end)}
     scorers |= {name: baseline_scorer(name, seqs, split.train_end) for name in ("popularity", item_to_item)}
-    production = registry.production_version(run.store)
+    production = run.production
     judged_as = None
     if production and production != model_version:
         # a refitted production model trained on the held-out events of users with nothing new
@@ -160,6 +161,13 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
         )
     decision["reason"] = reason = "; ".join(reasons)
     run.store.write_json(run.path(layout.GATE), decision)
+    name = telemetry.metric_name(metric)
+    telemetry.gauges({
+        f"gate.candidate.{name}": candidate, f"gate.baseline.{name}": baselines[strongest],
+        f"gate.production.{name}": evaluation["production"][metric] if "production" in evaluation else None,
+        "gate.blessed": 1.0 if blessed else 0.0,
+        "gate.churn": published[f"churn@{published['k']}"] if published.get("users") else None,
+    })
     if blessed:
         log.info("candidate %s blessed: %s", model_version, reason)
         run.record("blessed", message=reason)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from recsys_tasks.config import PipelineConfig, parse_event_weights
 from recsys_tasks.data.catalogue import check_catalogue, read_catalogue
-from recsys_tasks.data.prepare import build_sequences, split_for
+from recsys_tasks.data.prepare import build_sequences, rows_fingerprint, split_for
 from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions
 from recsys_tasks.data.validation import ValidationReport, offline_html, validate_interactions
 from recsys_tasks.errors import DataValidationError
@@ -24,21 +24,39 @@ log = logging.getLogger(__name__)
 
 
 
-def read_source(config: PipelineConfig) -> pd.DataFrame:
+CLOCK_SKEW = pd.Timedelta(minutes=5)  # an event stamped later than now + this is from the future: validation's
+
+
+def read_source(config: PipelineConfig, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
     """The configured source as the canonical frame: format, column names and time window as
-    configured. The DAG's extract and `recsys validate` both read through here."""
-    since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=config.window_days) if config.window_days else None
+    configured. The DAG's extract and `recsys validate` both read through here.
+
+    `as_of` (a run's logical date) anchors the window and leaves out the events that came after
+    it, so a cleared run or a backfill reads what its date saw. Events stamped in the future of
+    the wall clock stay in, for validation to reject."""
+    now = pd.Timestamp.now(tz="UTC")
+    end = as_of if as_of is not None else now
+    since = end - pd.Timedelta(days=config.window_days) if config.window_days else None
     options = SourceOptions(fmt=config.source_format, columns=parse_column_map(config.source_columns), since=since)
-    return read_interactions(config.source_uri, options)
+    frame = read_interactions(config.source_uri, options)
+    if as_of is not None:
+        later = ((frame["ts"] >= as_of) & (frame["ts"] <= now + CLOCK_SKEW)).to_numpy()
+        if later.any():
+            attrs = dict(frame.attrs)
+            frame = frame[~later].reset_index(drop=True)
+            frame.attrs = attrs
+            log.info("as of %s: %d later events left for later runs", as_of.isoformat(), int(later.sum()))
+    return frame
 
 
 def check_interactions(config: PipelineConfig, store: ArtifactStore, frame: pd.DataFrame,
-                       column_mapping: dict | None = None) -> ValidationReport:
+                       column_mapping: dict | None = None, as_of: pd.Timestamp | None = None) -> ValidationReport:
     """The expectation suite plus the drift checks against the last log that passed.
-    The DAG's validate and `recsys validate` both check through here."""
+    The DAG's validate and `recsys validate` both check through here; freshness and the
+    future are judged as of `as_of` (the run's logical date), else now."""
     key = layout.last_good_profile(config.source_uri)
     previous = store.read_json(key) if store.exists(key) else None
-    report = validate_interactions(frame, config.validation, previous=previous)
+    report = validate_interactions(frame, config.validation, now=as_of, previous=previous)
     report.column_mapping = dict(column_mapping or {})
     return report
 
@@ -47,14 +65,22 @@ def extract(run: RunContext) -> dict:
     """Read the configured source into the canonical frame, saved with the run."""
     config = run.config
     run.record("extracting", source_uri=config.source_uri)
-    frame = read_source(config)
+    frame = read_source(config, run.as_of)
     mapping = frame.attrs.get("column_mapping") or {}
     key = run.path(layout.INTERACTIONS)
     run.store.write_frame(key, frame)
-    log.info("extracted %d interactions from %s into %s", len(frame), config.source_uri, run.store.uri(key))
+    fingerprint = rows_fingerprint(frame)
+    log.info("extracted %d interactions from %s into %s (as of %s; rows %s)", len(frame), redact(config.source_uri),
+             run.store.uri(key), run.as_of.isoformat() if run.as_of is not None else "now", fingerprint)
     if mapping:
         log.info("source columns used: %s", ", ".join(f"{c} <- {s}" for c, s in mapping.items()))
-    out = {"interactions": key, "rows": len(frame), "item_attributes": None, "column_mapping": mapping, "catalogue": None}
+    out = {"interactions": key, "rows": len(frame), "rows_hash": fingerprint, "item_attributes": None,
+           "column_mapping": mapping, "catalogue": None,
+           "as_of": run.as_of.isoformat() if run.as_of is not None else None}
+    run.store.write_json(run.path(layout.EXTRACT), {
+        "source_uri": redact(config.source_uri), "as_of": out["as_of"], "window_days": config.window_days,
+        "rows": len(frame), "rows_hash": fingerprint,
+    })
     if config.items_uri:
         catalogue = read_catalogue(config.items_uri)
         try:
@@ -74,7 +100,7 @@ def extract(run: RunContext) -> dict:
 def validate(run: RunContext, interactions: str, column_mapping: dict | None = None) -> dict:
     """Run the expectation suite; a failure stops the run before anything is trained."""
     frame = run.store.read_frame(interactions)
-    report = check_interactions(run.config, run.store, frame, column_mapping)
+    report = check_interactions(run.config, run.store, frame, column_mapping, run.as_of)
     report_key = run.path(layout.VALIDATION)
     report_uri = run.store.write_json(report_key, report.to_dict())
     docs = _keep_data_docs(run, report.data_docs_dir)

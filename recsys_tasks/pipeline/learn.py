@@ -93,7 +93,7 @@ def starting_point(run: RunContext, encoder: str | None) -> str | None:
         return encoder
     from recsys_tasks.storage import registry
 
-    version = registry.production_version(run.store)
+    version = run.production
     if version is None:
         log.info("warm_start_from=production: no production model yet, starting from %s", encoder or "scratch")
         return encoder

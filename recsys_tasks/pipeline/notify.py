@@ -1,5 +1,6 @@
-"""Telling an operator that a run failed or that its gate rejected the candidate: a JSON
-webhook and/or an e-mail over SMTP.
+"""Telling an operator that a run failed, that its gate rejected the candidate, that the
+lists readers see are stale, or that a night missed its deadline: a JSON webhook and/or an
+e-mail over SMTP.
 
 Both are optional and configured by the deployment, never by a run's params:
 - `RECSYS_ALERT_WEBHOOK`: a URL that receives a JSON POST (Slack/Teams/Mattermost incoming
@@ -68,6 +69,14 @@ def notify_rejection(targets: AlertTargets, event: Mapping[str, Any], timeout_s:
     """The gate rejected tonight's candidate (`event`: run_id, candidate, readers_see,
     reason): a successful run, yet one an operator must hear about."""
     return _send(targets, {"kind": "rejected", **event}, rejection_text, timeout_s)
+
+
+WATCH_TITLES = {"stale": "recsys lists are stale", "late": "recsys lists are late"}
+
+
+def notify_watch(targets: AlertTargets, kind: str, event: Mapping[str, Any], timeout_s: float = 10.0) -> list[str]:
+    """What `recsys_watch` found (`kind`: stale or late; `event["reason"]` says what and why)."""
+    return _send(targets, {"kind": kind, **event}, lambda e: f"{WATCH_TITLES[kind]}: {e.get('reason')}", timeout_s)
 
 
 def _send(targets: AlertTargets, event: dict[str, Any], texts: Any, timeout_s: float) -> list[str]:

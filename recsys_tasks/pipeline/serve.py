@@ -14,6 +14,7 @@ from recsys_tasks import db
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.learning.training import resolve_device
+from recsys_tasks.pipeline import telemetry
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import business_rules, item_vectors, scorer_for
 from recsys_tasks.scoring import companions, outcomes
@@ -78,7 +79,7 @@ def control_lists(run: RunContext, seqs: Sequences, users: np.ndarray, model_ver
                   blocked: np.ndarray | None = None, caps: list[tuple[np.ndarray, int]] = ()) -> pd.DataFrame:
     """The holdout's lists (`variant = 'control'`): the model being replaced when
     `holdout_control=production` and there is one, else the most popular unseen items."""
-    production = registry.production_version(run.store) if run.config.holdout_control == "production" else None
+    production = run.production if run.config.holdout_control == "production" else None
     if production and production != model_version:
         frame = top_k_for_users(scorer_for(run, production, seqs, device), seqs, users, run.config.top_k,
                                 run.config.min_history, blocked=blocked, caps=caps)
@@ -146,6 +147,8 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
         "published", model_version=model_version, rows_written=outcome["rows_written"],
         users=sum(s["users"] for s in shards), published_at=db.utcnow(),
     )
+    telemetry.gauges({"publish.rows": outcome["rows_written"], "publish.users": sum(s["users"] for s in shards),
+                      "lists.age_hours": 0.0})
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
     # run artifacts (a copy of the log, user-keyed sequences) follow the published runs' retention

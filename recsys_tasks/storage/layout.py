@@ -22,9 +22,11 @@ MODEL_CONFIG, MODEL_VOCABULARY, LINEAGE, METRICS = "config.json", "vocabulary.js
 VOCABULARY = "vocabulary/items.json"
 LAST_GOOD_PROFILE = "validation/LAST_GOOD.json"  # before 0.3: one profile for every source (no longer read)
 PENDING_STATUS = "pending_status"
+ALERTS = "alerts"  # what recsys_watch has alerted about (one marker per published run / deadline)
 
 # the files of a run folder
 INTERACTIONS = "interactions.parquet"  # the extracted log in the canonical frame
+EXTRACT = "extract.json"  # what was read, as of when, and the rows' fingerprint (a replay reads the same)
 CATALOGUE = "catalogue.parquet"  # item_id, available, text
 ATTRIBUTES = "item_attributes.parquet"  # item_id, attribute
 VALIDATION = "validation.json"  # the expectation suite's report

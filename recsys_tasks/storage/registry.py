@@ -27,6 +27,19 @@ def production_version(store: ArtifactStore) -> str | None:
     return pointer["model_version"] if pointer else None
 
 
+def production_for(store: ArtifactStore, run_id: str) -> str | None:
+    """The production version as run `run_id` found it: the newest pointer entry another run
+    promoted. A cleared and re-run night therefore stands against what it stood against the
+    first time, not against its own model."""
+    pointer = production(store)
+    if pointer is None:
+        return None
+    for entry in [pointer, *reversed(pointer.get("previous", []))]:
+        if entry.get("run_id") != run_id and store.exists(layout.model_file(entry["model_version"])):
+            return entry["model_version"]
+    return None
+
+
 def judged_version(store: ArtifactStore, version: str) -> str:
     """The version a gate judges `version` by: for a refit (trained on every event, the held-out
     ones too), the candidate it is the refit of, which never saw any user's last two events as

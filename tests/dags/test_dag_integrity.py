@@ -31,7 +31,7 @@ RECOMMENDATIONS_URI = "recsys://recommendations/current"
 
 
 def test_every_dag_has_owner_retries_tags_and_docs(dagbag):
-    assert set(dagbag.dags) == PIPELINE_DAGS | {"recsys_downstream_example"}
+    assert set(dagbag.dags) == PIPELINE_DAGS | {"recsys_downstream_example", "recsys_watch"}
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, dag_id
         assert dag.doc_md, dag_id
@@ -39,7 +39,7 @@ def test_every_dag_has_owner_retries_tags_and_docs(dagbag):
         for task in dag.tasks:
             assert task.owner == "recsys", (dag_id, task.task_id)
             assert task.retries >= 2, (dag_id, task.task_id)  # a night survives a lost worker or a blip
-            if dag_id in PIPELINE_DAGS:  # their failures are recorded in the run table
+            if dag_id in PIPELINE_DAGS | {"recsys_watch"}:  # failures are recorded (and alerted)
                 assert task.on_failure_callback, (dag_id, task.task_id)
 
 

@@ -20,7 +20,7 @@ LAYERS = [
     {"airflow_adapter"},
     {"ops", "__main__"},
 ]
-STAGES = {"ingest", "learn", "decide", "serve", "observe"}
+STAGES = {"ingest", "learn", "decide", "serve", "observe", "watch"}
 
 
 def layer_of(module: str) -> int:

@@ -1,17 +1,23 @@
-"""A failed run tells the operator: a JSON webhook and an e-mail, each to a real local receiver."""
+"""A failed run, a rejected candidate, stale lists and a missed deadline tell the operator (a JSON
+webhook and an e-mail, each to a real local receiver); metrics reach a real local StatsD socket."""
 
 import json
+import re
+import socket
 import socketserver
 import threading
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+import sqlalchemy as sa
 
 from helpers import run_record
 from recsys_tasks import airflow_adapter
 from recsys_tasks.config import config_from_env
 from recsys_tasks.data.sources import write_interactions
 from recsys_tasks.data.synthetic import SyntheticSpec, generate_interactions
+from recsys_tasks.pipeline import telemetry
 from recsys_tasks.pipeline.notify import AlertTargets, notify_failure
 
 
@@ -79,25 +85,96 @@ def receivers(monkeypatch):
         server.server_close()
 
 
-def test_a_run_failing_validation_notifies_webhook_and_mail(recsys_home, airflow_db, receivers):
+class StatsD:
+    """A UDP socket where StatsD metrics land: name -> [(value, type)]."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+
+    def received(self) -> dict:
+        metrics = {}
+        while True:
+            try:
+                data = self.sock.recv(65536).decode()
+            except TimeoutError:
+                return metrics
+            for line in data.splitlines():
+                name, _, rest = line.partition(":")
+                value, _, kind = rest.partition("|")
+                metrics.setdefault(name, []).append((float(value), kind))
+
+
+@pytest.fixture()
+def statsd(monkeypatch):
+    receiver = StatsD()
+    monkeypatch.setenv("RECSYS_STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("RECSYS_STATSD_PORT", str(receiver.port))
+    yield receiver
+    receiver.sock.close()
+
+
+def documented(names: dict, prefix: str = "recsys") -> set:
+    """The documented name (telemetry.NAMES) each received metric is an instance of."""
+    shapes = {}
+    for name in telemetry.NAMES:
+        pattern = re.escape(f"{prefix}.{name}")
+        pattern = pattern.replace(re.escape("<stage>"), "[a-z_]+").replace(re.escape("<metric>"), "[a-z0-9_]+")
+        shapes[name] = re.compile(pattern + "$")
+    found = set()
+    for received in names:
+        matches = [name for name, shape in shapes.items() if shape.match(received)]
+        assert matches, f"{received} is not a documented metric"
+        found.update(matches)
+    return found
+
+
+def test_stale_lists_and_a_missed_deadline_alert_once_each(recsys_home, airflow_db, receivers, statsd, monkeypatch):
     config = config_from_env()
     write_interactions(generate_interactions(SyntheticSpec(users=50, items=30, topics=3, seed=1)), config.source_uri)
+    good = airflow_adapter.run_dag("recsys_nightly", {"epochs": 2, "pretrain_epochs": 0, "gate_min_lift": -0.9})
+    assert good["tasks"]["publish"] == "success"
+    monkeypatch.setenv("RECSYS_PUBLISH_DEADLINE", f"{datetime.now(UTC):%H:%M}")  # due this minute: met
+    quiet = airflow_adapter.run_dag("recsys_watch", {})
+    assert quiet["state"] == "success" and Webhook.received == [] and Smtp.messages == []
+    assert statsd.received()["recsys.lists.age_hours"][0][0] < 0.5
+
+    # the published run is two days old, and tonight's run fails its validation
+    engine = sa.create_engine(config.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE recsys_runs SET published_at = :t, updated_at = :t, started_at = :t WHERE run_id = :r"),
+                     {"t": datetime.now(UTC) - timedelta(days=2), "r": good["run_id"]})
+    engine.dispose()
     outcome = airflow_adapter.run_dag("recsys_nightly", {"min_rows": 10**9})
     assert outcome["tasks"]["validate"] == "failed"
-
     assert len(Webhook.received) == 1
     hook = Webhook.received[0]
     assert hook["dag_id"] == "recsys_nightly" and hook["run_id"] == outcome["run_id"] and hook["task_id"] == "validate"
     assert "validation failed" in hook["reason"] and hook["text"].startswith("recsys run failed: recsys_nightly")
-
     assert len(Smtp.messages) == 1
     mail = Smtp.messages[0]
     assert [line.split(":", 1)[1] for line in mail["to"]] == ["<ops@example.com>", "<ml@example.com>"]
     assert "Subject: recsys run failed: recsys_nightly" in mail["data"] and outcome["run_id"] in mail["data"]
     assert run_record(config, outcome["run_id"])["status"] == "failed_validation"
+    assert {"recsys.stage.validate.failed", "recsys.stage.extract.duration"} <= set(statsd.received())
+
+    monkeypatch.setenv("RECSYS_PUBLISH_DEADLINE", f"{datetime.now(UTC):%H:%M}")
+    for _ in range(2):  # the second check finds both alerts already sent
+        assert airflow_adapter.run_dag("recsys_watch", {})["state"] == "success"
+    by_kind = {h["kind"]: h for h in Webhook.received[1:]}
+    assert len(Webhook.received) == 3 and set(by_kind) == {"stale", "late"}
+    stale, late = by_kind["stale"], by_kind["late"]
+    assert stale["run_id"] == good["run_id"] and 47.5 < stale["age_hours"] < 48.5 and stale["limit_hours"] == 30
+    assert stale["text"].startswith("recsys lists are stale: readers see run " + good["run_id"])
+    assert late["text"].startswith("recsys lists are late: no lists published for the night due")
+    assert f"run {outcome['run_id']} ended failed_validation" in late["reason"] and "row_count" in late["reason"]
+    assert len(Smtp.messages) == 3 and "Subject: recsys lists are late" in Smtp.messages[2]["data"] + Smtp.messages[1]["data"]
+    assert 47.5 < statsd.received()["recsys.lists.age_hours"][-1][0] < 48.5
 
 
-def test_a_rejected_candidate_notifies_and_says_what_readers_keep(recsys_home, airflow_db, receivers):
+def test_a_rejected_candidate_notifies_and_says_what_readers_keep(recsys_home, airflow_db, receivers, statsd):
     config = config_from_env()
     write_interactions(generate_interactions(SyntheticSpec(users=120, items=40, topics=3, seed=2)), config.source_uri)
     first = airflow_adapter.run_dag("recsys_nightly", {"epochs": 2, "pretrain_epochs": 0, "gate_min_lift": -0.9})
@@ -111,6 +188,12 @@ def test_a_rejected_candidate_notifies_and_says_what_readers_keep(recsys_home, a
     assert hook["text"].startswith(f"recsys candidate rejected: run {second['run_id']}")
     assert "readers see production" in hook["text"] and "unchanged" in hook["text"]
     assert len(Smtp.messages) == 1 and "Subject: recsys candidate rejected" in Smtp.messages[0]["data"]
+    # the two nights' metrics: every documented name but a failed stage's, and only documented ones
+    metrics = statsd.received()
+    assert documented(metrics) == set(telemetry.NAMES) - {"stage.<stage>.failed"}
+    assert metrics["recsys.gate.blessed"] == [(1.0, "g"), (0.0, "g")] and metrics["recsys.publish.rows"][0][0] > 0
+    expected = {"recsys.gate.candidate.ndcg_at_10", "recsys.stage.finetune.duration", "recsys.stage.generate.duration"}
+    assert expected <= set(metrics)
 
 
 def test_an_unreachable_receiver_is_logged_and_credentials_are_masked(receivers, caplog):
