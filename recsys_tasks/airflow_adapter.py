@@ -199,6 +199,18 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
+def _run_after(dag_id: str, logical_date: Any) -> Any:
+    """When the run of `logical_date` was queued, if it ran before: `dag.test` then replaces it
+    by a run of the same id (a clear and re-run), else by a new run from now."""
+    import sqlalchemy as sa
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        existing = session.scalar(sa.select(DagRun.run_after).where(DagRun.dag_id == dag_id, DagRun.logical_date == logical_date))
+    return existing
+
+
 def run_dag(dag_id: str, run_conf: dict[str, Any], logical_date: Any = None) -> dict[str, Any]:
     """Run a DAG in-process (`dag.test`) on the metadata DB, returning its outcome.
     `run_conf` holds typed params (see `config.typed_params`): Airflow checks them against
@@ -209,7 +221,8 @@ def run_dag(dag_id: str, run_conf: dict[str, Any], logical_date: Any = None) -> 
 
     upgradedb()  # idempotent; a few seconds when the schema is current
     dag = load_dag(dag_id)
-    dag_run = dag.test(run_conf=run_conf, **({"logical_date": logical_date} if logical_date is not None else {}))
+    dated = {} if logical_date is None else {"logical_date": logical_date, "run_after": _run_after(dag_id, logical_date)}
+    dag_run = dag.test(run_conf=run_conf, **dated)
     states = {
         ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): str(ti.state) for ti in dag_run.get_task_instances()
     }
