@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys_tasks.config import PARAMS, PipelineConfig, config_from_env, environment, with_params
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -106,11 +107,12 @@ def call(stage: str, *args: Any, **kwargs: Any) -> Any:
     label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
     try:
         run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])), as_of=as_of(context))
-        log.info("%s: started", label)
+        log.debug("%s: started", label)
         tick = time.perf_counter()
         with run.timed(label):
             out = getattr(stages, stage)(run, *args, **kwargs)
-        log.info("%s: done in %.1f s", label, time.perf_counter() - tick)
+        seconds = time.perf_counter() - tick
+        log.log(logging.INFO, "%s: done in %.1f s", label, seconds, extra=PROGRESS if seconds >= 1 else {})
         return out
     except RecsysError as exc:
         if not exc.retryable:

@@ -28,12 +28,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from recsys_tasks.config import TrainConfig, environment
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.learning.model import PAD, SequenceEncoder
 from recsys_tasks.learning.objectives import Objective, PositionWeights
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY_S = 30.0  # an epoch line at INFO at most this often (the first, the last and a stop always)
+PROGRESS_EVERY_S = 120.0  # an epoch line at INFO at most this often (the first, the last and a stop always)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -325,7 +326,8 @@ def train(
             loud = epoch == first_epoch or stopping or time.perf_counter() - said >= PROGRESS_EVERY_S
             said = time.perf_counter() if loud else said
             log.log(logging.INFO if loud else logging.DEBUG, "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
-                    objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], seconds * (epochs - epoch))
+                    objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], seconds * (epochs - epoch),
+                    extra=PROGRESS)
         if checkpoints and rank == 0:
             result.seconds = time.perf_counter() - started
             checkpoints.save({
@@ -336,11 +338,12 @@ def train(
                 "ema": average.state(),
             })
         if validate is not None and stale >= config.patience:  # every rank validates alike, so all stop together
-            log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch)
+            log.info("%s: no better validation score for %d epochs; stopping at epoch %d", objective.name, stale, epoch,
+                     extra=PROGRESS)
             break
         if spent:
             log.info("%s: the %.1f-minute training budget is spent; stopping at epoch %d (best so far kept)",
-                     objective.name, config.train_minutes, epoch)
+                     objective.name, config.train_minutes, epoch, extra=PROGRESS)
             break
     if best_state is not None:
         model.load_state_dict(best_state)

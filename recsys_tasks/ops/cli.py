@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         with runlog.progress_only(runlog.log_path(environment.recsys_home())) as airflow_log:
             outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
-        print(f"Airflow's log of this run: {airflow_log} (or run with -v)")
+        print(f"Airflow's log of this run: {airflow_log} (`recsys -v run` shows it here instead)")
     print()
     print(render_report(config, outcome["run_id"]))
     summary = run_summary(config, outcome["run_id"])

@@ -80,11 +80,8 @@ def render_report(config: PipelineConfig, run_id: str, sample_users: int = 3) ->
             recs = db.read_current(dep.engine, tables, user)
             items = ", ".join(f"{r.item_id} ({r.score:.2f})" for r in recs.itertuples())
             lines.append(f"  {user}: {items}")
-        lines += [
-            "",
-            "a downstream app reads one user's list with:",
-            "  " + "\n  ".join(db.sql_file("reader_query.sql", tables).splitlines()),
-        ]
+        lines += ["", f"a downstream app reads one user's list with sql/reader_query.sql (or {tables.view} "
+                      "WHERE user_id = :user_id); docs/readers.md has the columns"]
     return "\n".join(lines)
 
 

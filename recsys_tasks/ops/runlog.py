@@ -37,6 +37,7 @@ def progress_only(path: Path) -> Iterator[Path]:
     handler = logging.StreamHandler(terminal)
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(lambda record: record.levelno >= logging.WARNING or getattr(record, "progress", False))
     progress = logging.getLogger(PROGRESS_LOGGER)
     progress.addHandler(handler)
     if progress.level == logging.NOTSET or progress.level > logging.INFO:

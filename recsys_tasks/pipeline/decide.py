@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from recsys_tasks import db
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.prepare import Sequences, item_popularity
 from recsys_tasks.learning.training import resolve_device
 from recsys_tasks.metrics import list_overlap
@@ -169,7 +170,7 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
         "gate.churn": published[f"churn@{published['k']}"] if published.get("users") else None,
     })
     if blessed:
-        log.info("candidate %s blessed: %s", model_version, reason)
+        log.info("candidate %s blessed: %s", model_version, reason, extra=PROGRESS)
         run.record("blessed", message=reason)
     elif decision["publish"]:
         log.warning("candidate %s rejected; the %s baseline's lists will be published: %s", model_version, strongest, reason)

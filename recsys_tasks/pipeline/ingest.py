@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys_tasks.config import PipelineConfig, parse_event_weights
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.catalogue import check_catalogue, read_catalogue
 from recsys_tasks.data.prepare import build_sequences, rows_fingerprint, split_for
 from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions
@@ -71,7 +72,7 @@ def extract(run: RunContext) -> dict:
     run.store.write_frame(key, frame)
     fingerprint = rows_fingerprint(frame)
     log.info("extracted %d interactions from %s into %s (as of %s; rows %s)", len(frame), redact(config.source_uri),
-             run.store.uri(key), run.as_of.isoformat() if run.as_of is not None else "now", fingerprint)
+             run.store.uri(key), run.as_of.isoformat() if run.as_of is not None else "now", fingerprint, extra=PROGRESS)
     if mapping:
         log.info("source columns used: %s", ", ".join(f"{c} <- {s}" for c, s in mapping.items()))
     out = {"interactions": key, "rows": len(frame), "rows_hash": fingerprint, "item_attributes": None,
@@ -104,7 +105,8 @@ def validate(run: RunContext, interactions: str, column_mapping: dict | None = N
     report_key = run.path(layout.VALIDATION)
     report_uri = run.store.write_json(report_key, report.to_dict())
     docs = _keep_data_docs(run, report.data_docs_dir)
-    log.info("%s\nvalidation report: %s\nGX Data Docs: %s", report.summary(), report_uri, docs)
+    log.info("%s", report.summary(), extra=PROGRESS)
+    log.info("validation report: %s\nGX Data Docs: %s", report_uri, docs)
     if not report.passed:
         run.record("failed_validation", message=report.summary())
         raise DataValidationError(f"{report.summary()}\nfull report: {report_uri}", report_uri=report_uri)
@@ -175,6 +177,8 @@ def prepare(run: RunContext, interactions: str) -> dict:
         "below_min_value": below_min,
     }
     run.store.write_json(run.path(PREPARED), summary)  # the data a model is trained on: its lineage
+    log.info("prepared %d users, %d items, %d events (%d users evaluated)", seqs.n_users, seqs.n_items,
+             len(seqs.items), len(split.eval_users), extra=PROGRESS)
     log.info("prepared %s", summary)
     run.record("prepared", users=seqs.n_users, items=seqs.n_items)
     return summary

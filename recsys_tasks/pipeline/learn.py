@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from recsys_tasks.config import PipelineConfig, environment
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.prepare import Sequences, Split, everything
 from recsys_tasks.learning.distributed import is_worker, launch
 from recsys_tasks.learning.fit import FINETUNE, Fitted, fit
@@ -82,7 +83,7 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
     key = layout.encoder_file(run.run_id)
     save_torch(run, key, fitted.checkpoint())
     run.store.write_json(LATEST_ENCODER, {"encoder": key, "run_id": run.run_id, "history": fitted.result.history})
-    log.info("pretrained encoder saved to %s in %.1fs", run.store.uri(key), fitted.result.seconds)
+    log.info("pretrained encoder saved to %s in %.1fs", run.store.uri(key), fitted.result.seconds, extra=PROGRESS)
     return {"encoder": key, "reused": False, "seconds": round(fitted.result.seconds, 2)}
 
 
@@ -162,7 +163,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
             seqs, everything(seqs), config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
             load_torch(run, encoder) if encoder else None, checkpoints_for(run, "refit"), refit_epochs=result.best_epoch,
         )
-        log.info("refit on every event for %d epochs in %.1fs", result.best_epoch, refitted.result.seconds)
+        log.info("refit on every event for %d epochs in %.1fs", result.best_epoch, refitted.result.seconds, extra=PROGRESS)
     rank, world = process_group()
     if rank != 0:
         return {}  # rank 0 saves
@@ -186,7 +187,8 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
             "history": refitted.result.history, "created_at": datetime.now(UTC).isoformat(),
         }, blend)
     run.record("trained", model_version=version)
-    log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch)
+    log.info("model %s: best validation NDCG@10 %.4f at epoch %d", version, result.best_score or 0.0, result.best_epoch,
+             extra=PROGRESS)
     return {
         "model_version": version, "best_epoch": result.best_epoch, "validation_ndcg": result.best_score,
         "refit_version": shipped, "transition_prior": {k: blend[k] for k in ("weight", "two_hop")},

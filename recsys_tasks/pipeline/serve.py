@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import torch
 
 from recsys_tasks import db
+from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.learning.training import resolve_device
@@ -68,10 +69,11 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     run.store.write_frame(key, frame)
     fallback = int(frame.loc[(frame["strategy"] == "popularity") & (frame["variant"] == "model"), "user_id"].nunique())
     log.info(
-        "shard %d/%d: %d users (%d on the popularity fallback, %d in the holdout), %d rows in %.1fs -> %s",
+        "shard %d/%d: %d users (%d on the popularity fallback, %d in the holdout), %d rows in %.1fs",
         shard["index"] + 1, shard["of"], len(users), fallback, int(control.sum()), len(frame), time.perf_counter() - started,
-        run.store.uri(key),
+        extra=PROGRESS,
     )
+    log.info("shard %d/%d written to %s", shard["index"] + 1, shard["of"], run.store.uri(key))
     return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"]}
 
 
@@ -149,6 +151,8 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
     )
     telemetry.gauges({"publish.rows": outcome["rows_written"], "publish.users": sum(s["users"] for s in shards),
                       "lists.age_hours": 0.0})
+    log.info("published %d rows for %d users (run %s, %s); readers see them now", outcome["rows_written"],
+             sum(s["users"] for s in shards), run.run_id, model_version, extra=PROGRESS)
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
     # run artifacts (a copy of the log, user-keyed sequences) follow the published runs' retention
