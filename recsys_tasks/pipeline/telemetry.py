@@ -2,20 +2,7 @@
 
 Off unless `RECSYS_STATSD_HOST` is set (or Airflow's `[metrics] statsd_on` is, whose host and
 port are then used); `RECSYS_STATSD_PORT` (8125) and `RECSYS_STATSD_PREFIX` (`recsys`) complete
-it. Names (docs/operations.md lists them, a test keeps the two equal):
-
-| name | type | what |
-|---|---|---|
-| `<prefix>.stage.<stage>.duration` | timer (ms) | each stage's wall time (`generate` for every shard) |
-| `<prefix>.stage.<stage>.failed` | counter | a stage attempt that raised |
-| `<prefix>.gate.candidate.<metric>` | gauge | the candidate's offline figure (`ndcg_at_10` by default) |
-| `<prefix>.gate.production.<metric>` | gauge | production's, judged on the same users (when there is one) |
-| `<prefix>.gate.baseline.<metric>` | gauge | the strongest baseline's |
-| `<prefix>.gate.blessed` | gauge | 1 when the gate blessed the candidate, else 0 |
-| `<prefix>.gate.churn` | gauge | share of readers' top-K the candidate would replace |
-| `<prefix>.publish.rows` | gauge | rows published |
-| `<prefix>.publish.users` | gauge | users with a list |
-| `<prefix>.lists.age_hours` | gauge | age of the lists readers see (0 at a publish; `recsys_watch` every check) |
+it. `NAMES` are the metrics (docs/operations.md says what each is; a test keeps the two equal).
 
 A metric that cannot be sent is dropped: telemetry never fails a run.
 """
