@@ -39,10 +39,16 @@ def test_no_password_in_logs_output_reader_tables_or_artifacts(tmp_path, postgre
     # a run that fails on the source: its error names the URL, password and all, where it is raised
     failed = recsys("run", "--param", f"source_uri={db_url}&table=missing_events")
     assert failed.returncode == 1 and "missing_events" in failed.stderr
-    others = [recsys("runs"), recsys("show"), recsys("models", "show"), recsys("validate", "--source", f"{db_url}&table=nope")]
-    for result in (published, failed, *others):
+    # every command that prints a URL: demo-data's target, init-db's database, the outcomes' and runs' source
+    demo = recsys("demo-data", "--users", "40", "--items", "20", "--out", f"{db_url}&table=demo_events")
+    assert demo.returncode == 0 and "postgres:***@127.0.0.1" in demo.stdout, demo.stdout + demo.stderr
+    others = [recsys("runs"), recsys("show"), recsys("models", "show"), recsys("validate", "--source", f"{db_url}&table=nope"),
+              recsys("init-db"), recsys("outcomes"), recsys("-v", "runs")]
+    for result in (published, failed, demo, *others):
         assert PASSWORD not in result.stdout + result.stderr
     assert "postgres:***@127.0.0.1" in failed.stderr
+    logs = list((tmp_path / "logs").glob("*.log"))  # Airflow's own log of each `recsys run`
+    assert len(logs) == 2 and all(PASSWORD not in log.read_text() for log in logs)
 
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
