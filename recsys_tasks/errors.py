@@ -15,6 +15,32 @@ class ConfigError(RecsysError):
     retryable = False
 
 
+class RunInterrupted(RecsysError):
+    """The operator stopped the run (Ctrl-C or SIGTERM to `recsys run`): never retried."""
+
+    retryable = False
+
+
+# A stop the operator asked for: the signal handler only notes it (raising from a handler could
+# leave a lock held); long loops (every training step) and every stage's start check it.
+_STOP: dict[str, int | None] = {"signal": None}
+
+
+def request_stop(signum: int) -> None:
+    _STOP["signal"] = signum
+
+
+def stop_requested() -> int | None:
+    return _STOP["signal"]
+
+
+def raise_if_stopped() -> None:
+    if _STOP["signal"] is not None:
+        import signal
+
+        raise RunInterrupted(f"interrupted by {signal.Signals(_STOP['signal']).name}")
+
+
 class SourceError(RecsysError):
     """The interaction source cannot be read or parsed."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
@@ -71,12 +72,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     config = _config(params)  # fails on bad params before Airflow starts a run
     logical_date = _logical_date(args.logical_date)
+    airflow_adapter.stop_on_signals()
     if args.verbose:
         outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
     else:
         with runlog.progress_only(runlog.log_path(environment.recsys_home())) as airflow_log:
             outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
         print(f"Airflow's log of this run: {airflow_log} (`recsys -v run` shows it here instead)")
+    if (signum := airflow_adapter.interrupted_by()) is not None:
+        from recsys_tasks.storage.deployment import Deployment
+
+        with Deployment(config) as dep:
+            readers = dep.current_run()
+        print(f"run {outcome['run_id']} interrupted ({signal.Signals(signum).name}): marked failed, not retried; "
+              f"readers keep {f'run {readers}' if readers else 'no lists (none published yet)'}", file=sys.stderr)
+        return 128 + signum
     print()
     print(render_report(config, outcome["run_id"]))
     summary = run_summary(config, outcome["run_id"])

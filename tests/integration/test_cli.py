@@ -199,3 +199,44 @@ def test_models_promote_asks_twice_for_a_rejected_version_and_says_when_readers_
     assert "readers of recommendations_current keep v-1's lists (run run-1) until recsys_regenerate" in twice.stdout
     back = recsys("models", "rollback", env=env)
     assert back.returncode == 0 and "production is now v-1" in back.stdout
+
+
+def test_ctrl_c_or_sigterm_stops_a_run_at_once_marks_it_failed_and_readers_keep_theirs(tmp_path):
+    import signal
+    import time
+
+    # retries on, and quick: an interrupted task must not use them
+    env = clean_env(tmp_path, RECSYS_TASK_RETRIES="2", RECSYS_RETRY_DELAY_S="1", AIRFLOW_HOME=str(tmp_path / "airflow"))
+    out = f"sqlite:///{tmp_path / 'recsys.db'}?table=interactions"
+    assert recsys("demo-data", "--users", "800", "--items", "200", "--out", out, env=env).returncode == 0
+    first = recsys("run", "--param", "epochs=2", "--param", "pretrain_epochs=0", "--param", "gate_min_lift=-0.9", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'recsys.db'}")
+    with engine.connect() as conn:
+        published = conn.exec_driver_sql("SELECT DISTINCT run_id FROM recommendations_current").scalar_one()
+
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recsys_tasks.ops.cli", "run", "--param", "epochs=200", "--param", "pretrain_epochs=0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        seen = []
+        for line in proc.stdout:  # the progress lines, as the operator sees them
+            seen.append(line)
+            if "next_item epoch" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        rest = proc.communicate(timeout=60)[0]
+        assert time.monotonic() - sent < 30 and proc.returncode == code, "".join(seen) + rest
+        name = signal.Signals(signum).name
+        assert f"interrupted ({name}): marked failed, not retried; readers keep run {published}" in rest, rest
+        assert "retrying in" not in rest and "Traceback" not in rest
+        with engine.connect() as conn:
+            status, message = conn.exec_driver_sql(
+                "SELECT status, message FROM recsys_runs ORDER BY started_at DESC LIMIT 1").one()
+            readers = conn.exec_driver_sql("SELECT DISTINCT run_id FROM recommendations_current").scalars().all()
+        assert status == "failed" and f"interrupted by {name}" in message
+        assert readers == [published]
+    engine.dispose()
