@@ -71,7 +71,49 @@ def popularity_scorer(popularity: np.ndarray) -> Scorer:
     def score(users: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
         return scores.expand(len(users), -1).clone()
 
+    score.constant = scores  # one ranking for everyone: target_ranks ranks it once, not per user
     return score
+
+
+def _constant_ranks(scores: torch.Tensor, seqs: Sequences, users: np.ndarray, history_end: np.ndarray, top_k: int,
+                    exclude_history: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """target_ranks for a scorer that gives every user the same scores: the catalogue is sorted
+    once; per user only the history is looked at (the items it removes from above the target,
+    and from the top-K). Equal to the per-user path, ties and repeated targets included."""
+    values = scores.double().numpy()
+    at_least = len(values) - np.searchsorted(np.sort(values), values, side="left")  # tokens scoring >= each token
+    starts, ends = seqs.offsets[users], history_end[users]
+    target = seqs.items[ends]
+    ranks = at_least[target] - 1
+    rows, positions = history_positions(starts, ends)
+    cols = seqs.items[positions]
+    tops = np.zeros((len(users), top_k), dtype=np.int64)
+    if not exclude_history:
+        if top_k:
+            tops[:] = np.argsort(-values, kind="stable")[:top_k]
+        return ranks, tops
+    pairs = np.unique(rows.astype(np.int64) * (len(values) + 1) + cols)  # each user's distinct history items
+    rows, cols = pairs // (len(values) + 1), pairs % (len(values) + 1)
+    repeated = np.zeros(len(users), dtype=bool)
+    repeated[rows[cols == target[rows]]] = True
+    above = values[cols] >= values[target[rows]]
+    ranks = ranks - np.bincount(rows[above], minlength=len(users))
+    ranks[repeated] = len(values) - 1  # an excluded target scores -inf: behind everything, a miss
+    if top_k:
+        order = np.argsort(-values, kind="stable")
+        seen = np.bincount(rows, minlength=len(users))
+        head = order[: min(len(order), top_k + int(seen.max(initial=0)))]
+        slot = np.full(len(values), -1)
+        slot[head] = np.arange(len(head))
+        blocked = np.zeros((len(users), len(head)), dtype=bool)
+        inside = slot[cols] >= 0
+        blocked[rows[inside], slot[cols[inside]]] = True
+        keep = ~blocked & np.isfinite(values[head])[None, :]
+        chosen = keep & (np.cumsum(keep, axis=1) <= top_k)
+        if (chosen.sum(axis=1) < top_k).any():
+            return None  # a catalogue smaller than a history plus K: the per-user path handles it
+        tops[:] = np.broadcast_to(head, blocked.shape)[chosen].reshape(len(users), top_k)
+    return ranks, tops
 
 
 def exclude_seen(scores: torch.Tensor, items: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
@@ -94,6 +136,10 @@ def target_ranks(
     (`repeats=allow`: seen items may be recommended, so they are ranked too). Scores exist one
     batch at a time: memory is bounded by batch_size x n_items, whatever the number of users.
     """
+    if getattr(scorer, "constant", None) is not None:
+        ranked = _constant_ranks(scorer.constant, seqs, users, history_end, top_k, exclude_history)
+        if ranked is not None:
+            return ranked
     ranks = np.empty(len(users), dtype=np.int64)
     tops = np.zeros((len(users), top_k), dtype=np.int64)
     # users of similar history length batched together, so a sequence model's batch is as long
