@@ -41,6 +41,37 @@ def mrr(ranks: np.ndarray) -> float:
     return float(np.mean(1.0 / (ranks + 1.0))) if ranks.size else 0.0
 
 
+def per_user(metric: str, ranks: np.ndarray) -> np.ndarray:
+    """Each user's share of a ranking metric (`HR@K`, `Recall@K`, `NDCG@K`, `MRR`): the metric
+    is their mean, so their spread gives its sampling error."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    name, _, k = metric.partition("@")
+    if name in ("HR", "Recall"):
+        return (ranks < int(k)).astype(np.float64)
+    if name == "NDCG":
+        return np.where(ranks < int(k), 1.0 / np.log2(ranks + 2.0), 0.0)
+    if name == "MRR":
+        return 1.0 / (ranks + 1.0)
+    raise ValueError(f"no per-user form of {metric!r}")
+
+
+def mean_covariance(values: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """The covariance matrix of the means of per-user values measured on the same users
+    (sample covariance / n): the variance of any difference of these means follows from it."""
+    names = list(values)
+    n = len(next(iter(values.values())))
+    matrix = np.cov(np.stack([values[name] for name in names])) / n if n > 1 else np.zeros((len(names), len(names)))
+    matrix = np.atleast_2d(matrix)
+    return {a: {b: float(matrix[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+
+def difference_interval(covariance: dict[str, dict[str, float]], a: str, b: str, weight: float = 1.0,
+                        z: float = 1.96) -> float:
+    """Half-width of the z-interval of mean(a) - weight * mean(b), from `mean_covariance`."""
+    variance = covariance[a][a] + weight**2 * covariance[b][b] - 2 * weight * covariance[a][b]
+    return float(z * np.sqrt(max(variance, 0.0)))
+
+
 def ranking_metrics(ranks: np.ndarray, ks: tuple[int, ...] = (5, 10, 20)) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in ks:

@@ -205,6 +205,10 @@ class PipelineConfig:
     # replacing nearly all of it at once usually means a broken model or item-id mapping, not a better model
     gate_max_churn: float = setting(0.9, "largest share of published top-K items a candidate may replace", low=0.0, high=1.0)
     churn_sample_users: int = 2000
+    # the gate and the report rank the catalogue for a fixed, seeded sample of this many users
+    # (0: everyone); with a sample, the gate's comparisons carry a 95% interval
+    eval_sample_users: int = setting(50_000, "users every scorer is evaluated on: a fixed seeded sample (0: all)",
+                                     low=0, high=10**9)
     ease_max_items: int = 5000  # EASE baseline only below this catalogue size (it inverts an n x n matrix)
     force_pretrain: bool = setting(False, "rebuild the pretrained encoder even if one exists")
     # the candidate is judged on each user's two held-out events; with refit, what is shipped then

@@ -11,7 +11,7 @@ from recsys_tasks import db
 from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.prepare import Sequences, item_popularity
 from recsys_tasks.learning.training import resolve_device
-from recsys_tasks.metrics import list_overlap
+from recsys_tasks.metrics import difference_interval, list_overlap, mean_covariance, per_user
 from recsys_tasks.pipeline import telemetry
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_data, scorer_for
@@ -20,7 +20,7 @@ from recsys_tasks.scoring.evaluation import (
     BASELINES,
     Scorer,
     baseline_scorer,
-    full_ranking_metrics,
+    ranked_metrics,
 )
 from recsys_tasks.scoring.inference import top_k_for_users
 from recsys_tasks.scoring.report import SCORER_NAMES, metrics_table, write_evaluation_report
@@ -42,6 +42,13 @@ def data_line(run: RunContext) -> str:
     return line + "."
 
 
+def evaluation_sample(users: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A fixed, seeded sample of `size` evaluation users (all of them when `size` is 0 or more)."""
+    if not size or len(users) <= size:
+        return users
+    return np.sort(np.random.default_rng(seed).choice(users, size, replace=False))
+
+
 def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
     """Test metrics of the candidate, production (when there is one) and the baselines,
     on the same users: each user's last item, all items ranked, seen items excluded."""
@@ -61,12 +68,17 @@ def evaluate(run: RunContext, sequences: str, model_version: str) -> dict:
         # since; it is judged, as the candidate is, by its twin that did not (registry.judged_version)
         judged_as = registry.judged_version(run.store, production)
         scorers["production"] = scorer_for(run, judged_as, seqs, device, history_end=test_history_end)
-    results: dict = {
-        name: full_ranking_metrics(scorer, seqs, split.eval_users, test_history_end, popularity,
-                                   exclude_history=config.repeats == "exclude")
-        for name, scorer in scorers.items()
-    }
-    results.update(eval_users=int(len(split.eval_users)), production_version=production)
+    users = evaluation_sample(split.eval_users, config.eval_sample_users, config.train.seed)
+    results: dict = {}
+    ranks: dict[str, np.ndarray] = {}
+    for name, scorer in scorers.items():
+        results[name], ranks[name] = ranked_metrics(scorer, seqs, users, test_history_end, popularity,
+                                                    exclude_history=config.repeats == "exclude")
+    results.update(eval_users=int(len(users)), production_version=production)
+    if len(users) < len(split.eval_users):  # a sample: the gate's comparisons carry its sampling error
+        per = {name: per_user(config.selection_metric, r) for name, r in ranks.items()}
+        results["sample"] = {"users": int(len(users)), "of": int(len(split.eval_users)), "seed": config.train.seed,
+                             "metric": config.selection_metric, "covariance": mean_covariance(per)}
     if judged_as and judged_as != production:
         results["production_judged_as"] = judged_as
     results["published"] = compare_with_published(run, scorers["model"], seqs)
@@ -121,22 +133,34 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
     strongest = max(baselines, key=baselines.get)
     floor = baselines[strongest] * (1.0 + config.gate_min_lift)
     others = ", ".join(f"{SCORER_NAMES[n]} {v:.4f}" for n, v in baselines.items() if n != strongest)
+    sample = evaluation.get("sample") if (evaluation.get("sample") or {}).get("metric") == metric else None
+    # on a sample, a candidate must clear the floor by more than the sampling error, and is held
+    # back by production only when it trails by more than that: noise neither blesses nor rejects
+    noise = (lambda other, weight: difference_interval(sample["covariance"], "model", other, weight)) if sample else (
+        lambda other, weight: 0.0)
+    margin = noise(strongest, 1.0 + config.gate_min_lift)
+    clears = candidate - floor > margin if sample else candidate > floor
     reasons = [
-        f"{metric} {candidate:.4f} {'>' if candidate > floor else '<='} floor {floor:.4f} set by the strongest baseline, "
-        f"{SCORER_NAMES[strongest]} {baselines[strongest]:.4f} (required lift {config.gate_min_lift:+.0%}"
-        + (f"; also evaluated: {others})" if others else ")")
+        f"{metric} {candidate:.4f} {'>' if clears else '<='} floor {floor:.4f}"
+        + (f" + {margin:.4f} (95% interval of the difference)" if sample else "")
+        + f" set by the strongest baseline, {SCORER_NAMES[strongest]} {baselines[strongest]:.4f} "
+        f"(required lift {config.gate_min_lift:+.0%}" + (f"; also evaluated: {others})" if others else ")")
     ]
-    blessed = candidate > floor
+    blessed = clears
     if "production" in evaluation:
         production = evaluation["production"][metric]
         limit = production * (1.0 - config.gate_max_regression)
-        holds = candidate >= limit
+        slack = noise("production", 1.0 - config.gate_max_regression)
+        holds = candidate >= limit - slack
         blessed = blessed and holds
         reasons.append(
             f"{metric} {candidate:.4f} {'>=' if holds else '<'} production {evaluation['production_version']} "
             + (f"(judged as {evaluation['production_judged_as']}) " if evaluation.get("production_judged_as") else "")
-            + f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f})"
+            + f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f}"
+            + (f" - {slack:.4f}, the 95% interval of the difference)" if sample else ")")
         )
+    if sample:
+        reasons.append(f"evaluated on a fixed sample of {sample['users']} of {sample['of']} users (seed {sample['seed']})")
     else:
         reasons.append("no production model yet: floors only")
     published = evaluation.get("published") or {}

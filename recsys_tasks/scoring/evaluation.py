@@ -160,18 +160,25 @@ def target_ranks(
     return ranks, tops
 
 
-def full_ranking_metrics(
+def ranked_metrics(
     scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
     popularity: np.ndarray | None = None, k: int = 10, exclude_history: bool = True,
-) -> dict[str, float]:
-    """Ranking metrics; with `popularity` (training counts per token) also catalogue
-    coverage@K and the mean popularity percentile of the recommended items."""
+) -> tuple[dict[str, float], np.ndarray]:
+    """Ranking metrics and each user's target rank; with `popularity` (training counts per
+    token) also catalogue coverage@K and the mean popularity percentile of the recommended items."""
     top_k = k if popularity is not None else 0
     ranks, tops = target_ranks(scorer, seqs, users, history_end, top_k=top_k, exclude_history=exclude_history)
     metrics = ranking_metrics(ranks)
     if popularity is not None:
         metrics.update(catalogue_metrics(tops, popularity, k))
-    return metrics
+    return metrics, ranks
+
+
+def full_ranking_metrics(
+    scorer: Scorer, seqs: Sequences, users: np.ndarray, history_end: np.ndarray,
+    popularity: np.ndarray | None = None, k: int = 10, exclude_history: bool = True,
+) -> dict[str, float]:
+    return ranked_metrics(scorer, seqs, users, history_end, popularity, k, exclude_history)[0]
 
 
 def history_matrix(seqs: Sequences, starts: np.ndarray, ends: np.ndarray) -> sparse.csr_matrix:

@@ -38,6 +38,42 @@ def test_the_lift_is_measured_against_the_strongest_baseline(recsys_home):
     assert stages.gate(run, "v-b", evaluation(0.45, 0.05, ease=0.40))["blessed"] is True
 
 
+def sampled(result, per_user_values):
+    """`result` as a sampled evaluation: its covariance from per-user values (name -> array)."""
+    from recsys_tasks.metrics import mean_covariance
+
+    n = len(next(iter(per_user_values.values())))
+    return result | {"sample": {"users": n, "of": 10 * n, "seed": 1, "metric": "NDCG@10",
+                                "covariance": mean_covariance(per_user_values)}}
+
+
+def test_on_a_sample_noise_neither_blesses_nor_rejects(recsys_home):
+    """A sampled evaluation (#30): the candidate must clear the floor by more than the 95%
+    interval of the difference, and trails production fatally only beyond that interval."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.random(400) * 0.5
+    run = stages.RunContext(run_id="manual__gate", config=config_from_env())
+    # 0.01 above popularity, per-user noise of 0.3: within the interval, so not blessed
+    noisy = {"model": base + 0.01 + rng.normal(0, 0.3, 400), "popularity": base}
+    decision = stages.gate(run, "v-a", sampled(evaluation(*(float(noisy[n].mean()) for n in ("model", "popularity"))),
+                                               noisy))
+    assert decision["blessed"] is False and "95% interval of the difference" in decision["reason"]
+    assert "fixed sample of 400 of 4000 users" in decision["reason"]
+    # the same mean lift, measured precisely: blessed
+    steady = {"model": base + 0.01, "popularity": base}
+    assert stages.gate(run, "v-b", sampled(evaluation(float(steady["model"].mean()), float(base.mean())), steady))["blessed"]
+    # 3% under production (tolerance 2%) but within noise: production does not hold it back
+    prod = {"model": base * 0.97 + rng.normal(0, 0.2, 400), "production": base, "popularity": base * 0.1}
+    result = evaluation(float(prod["model"].mean()), float(prod["popularity"].mean()), production=float(base.mean()))
+    result["production_version"] = "v-prod"
+    decision = stages.gate(run, "v-c", sampled(result, prod))
+    assert "production v-prod" in decision["reason"] and decision["blessed"] is True, decision["reason"]
+    # without a sample the same figures are exact: 3% under production is a regression
+    assert stages.gate(run, "v-d", result)["blessed"] is False
+
+
 def test_a_first_night_whose_model_loses_to_ease_publishes_the_ease_lists_and_says_so(recsys_home, airflow_db):
     """400 users x 150 items, one epoch, the model alone (no transition prior, which lifts even a
     one-epoch model past EASE here): the candidate loses to EASE and nothing is in production.
