@@ -35,7 +35,7 @@ from recsys_tasks.learning.objectives import Objective, PositionWeights
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY_S = 120.0  # an epoch line at INFO at most this often (the first, the last and a stop always)
+PROGRESS_EVERY_S = 120.0  # the first gap between epoch lines at INFO, doubling after each (first, last, stop: always)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -187,6 +187,21 @@ def _validate_epoch(model: SequenceEncoder, average: WeightAverage, validate: Ca
     return state, traced
 
 
+class ProgressPace:
+    """Which epoch lines go out at INFO: the first, the last, a stop, and otherwise one after 2
+    minutes, then 4, 8...: a handful of lines for a short training and a long one alike."""
+
+    def __init__(self) -> None:
+        self.said, self.lines = float("-inf"), 0
+
+    def loud(self, always: bool) -> bool:
+        now = time.perf_counter()
+        if always or now - self.said >= PROGRESS_EVERY_S * 2 ** max(self.lines - 1, 0):
+            self.said, self.lines = now, self.lines + 1
+            return True
+        return False
+
+
 def over_budget(minutes: float, seconds: float, device: torch.device, world: int) -> bool:
     """Whether `seconds` of training spent the budget (0: no budget). Under DDP the ranks
     agree (the slowest decides), so all stop after the same epoch."""
@@ -299,7 +314,7 @@ def train(
     if world > 1 and rank == 0:
         log.info("%s: %d processes (DDP, %s backend)", objective.name, world, dist.get_backend())
     started = time.perf_counter() - result.seconds
-    said = float("-inf")  # when an epoch line last went out at INFO
+    pace = ProgressPace()
     for epoch in range(first_epoch, epochs + 1):
         model.train()
         tick, cpu_tick = time.perf_counter(), time.process_time()
@@ -325,8 +340,7 @@ def train(
         stopping = (validate is not None and stale >= config.patience) or epoch == epochs or spent
         if rank == 0:
             val = f" val={entry['val']:.4f} (best {result.best_score:.4f} at {result.best_epoch})" if "val" in entry else ""
-            loud = epoch == first_epoch or stopping or time.perf_counter() - said >= PROGRESS_EVERY_S
-            said = time.perf_counter() if loud else said
+            loud = pace.loud(epoch == first_epoch or stopping)
             log.log(logging.INFO if loud else logging.DEBUG, "%s epoch %d/%d loss=%.4f%s %.0f seq/s eta<=%.0fs",
                     objective.name, epoch, epochs, entry["loss"], val, entry["seq_per_s"], seconds * (epochs - epoch),
                     extra=PROGRESS)

@@ -24,12 +24,13 @@ def metric_order(name: str) -> tuple[int, int, str]:
 
 
 def metrics_table(results: dict[str, Any]) -> str:
-    """Plain-text table: one row per metric, one column per scorer (candidate first)."""
+    """Plain-text table: one row per metric, one column per scorer (candidate first). Recall@K
+    equals HR@K with one held-out item per user: the JSON keeps both names, the table one."""
     names = [n for n in SCORER_ORDER if n in results]
     header = f"  {'metric':<26}" + "".join(f"{SCORER_NAMES.get(n, n):>12}" for n in names)
     rows = [
         f"  {metric:<26}" + "".join(f"{results[n][metric]:>12.4f}" for n in names)
-        for metric in sorted(results["model"], key=metric_order)
+        for metric in sorted(results["model"], key=metric_order) if not metric.startswith("Recall@")
     ]
     return "\n".join([header, *rows])
 
