@@ -11,11 +11,8 @@ imported inside functions, so a DAG file importing this module parses fast.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import signal
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,37 +94,6 @@ def _mask_passwords(*urls: str | None) -> None:
             mask_secret(unquote(password))
 
 
-_ARMED: dict[str, bool] = {"armed": False}
-
-
-def stop_on_signals() -> None:
-    """For `recsys run`: Ctrl-C (SIGINT) or SIGTERM stops the run within seconds. The handler
-    notes the signal; the running stage stops at its next training step (or when it ends), the
-    next stage before it starts, each with RunInterrupted: never retried, so the run fails
-    ("interrupted") and readers keep what they had."""
-    _ARMED["armed"] = True
-    _arm()
-
-
-def _arm() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda received, frame: errors.request_stop(received))
-
-
-def interrupted_by() -> int | None:
-    """The signal that stopped this process's run, if one did."""
-    return errors.stop_requested()
-
-
-@contextlib.contextmanager
-def _interruptible() -> Any:
-    if _ARMED["armed"]:
-        _arm()  # again: Airflow's task runner installs its own handlers when a task starts
-    errors.raise_if_stopped()
-    yield
-
-
 def call(stage: str, *args: Any, **kwargs: Any) -> Any:
     """Run stage `stage` of `recsys_tasks.pipeline` for the current task's run, timed.
 
@@ -144,7 +110,9 @@ def call(stage: str, *args: Any, **kwargs: Any) -> Any:
         run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])), as_of=as_of(context))
         log.debug("%s: started", label)
         tick = time.perf_counter()
-        with run.timed(label), _interruptible():
+        with run.timed(label):
+            errors.rearm()  # Ctrl-C / SIGTERM under `recsys run` (errors.stop_on_signals)
+            errors.raise_if_stopped()
             out = getattr(stages, stage)(run, *args, **kwargs)
         seconds = time.perf_counter() - tick
         log.log(logging.INFO, "%s: done in %.1f s", label, seconds, extra=PROGRESS if seconds >= 1 else {})

@@ -159,10 +159,10 @@ def gate(run: RunContext, model_version: str, evaluation: dict, refit_version: s
             + f"{production:.4f} less {config.gate_max_regression:.0%} tolerance ({limit:.4f}"
             + (f" - {slack:.4f}, the 95% interval of the difference)" if sample else ")")
         )
-    if sample:
-        reasons.append(f"evaluated on a fixed sample of {sample['users']} of {sample['of']} users (seed {sample['seed']})")
     else:
         reasons.append("no production model yet: floors only")
+    if sample:
+        reasons.append(f"evaluated on a fixed sample of {sample['users']} of {sample['of']} users (seed {sample['seed']})")
     published = evaluation.get("published") or {}
     if published.get("users"):
         churn = published[f"churn@{published['k']}"]
