@@ -76,11 +76,12 @@ def test_two_publishers_take_turns_and_never_interleave(pg):
     now = datetime.now(UTC)
     started(engine, tables, "run-old", now - timedelta(minutes=5))
     started(engine, tables, "run-new", now)
-    spans, errors = {}, {}
+    spans, errors, holding = {}, {}, threading.Event()
 
     def publisher(run_id, hold):
         def on_switch():  # runs under the publisher lock, just before COMMIT
             spans[run_id] = [time.perf_counter()]
+            holding.set()
             time.sleep(hold)
             spans[run_id].append(time.perf_counter())
 
@@ -93,7 +94,7 @@ def test_two_publishers_take_turns_and_never_interleave(pg):
 
     first = threading.Thread(target=publisher, args=("run-new", 1.5))
     first.start()
-    time.sleep(0.3)
+    assert holding.wait(60)  # the first publisher holds the lock (its load time varies by machine)
     second = threading.Thread(target=publisher, args=("run-old", 0.0))
     second.start()
     first.join(60)
@@ -112,17 +113,19 @@ def test_publishers_in_order_both_publish_one_after_the_other(pg):
     now = datetime.now(UTC)
     started(engine, tables, "run-a", now - timedelta(minutes=5))
     started(engine, tables, "run-b", now)
-    spans = {}
+    spans, holding = {}, threading.Event()
 
     def publisher(run_id, hold):
         def on_switch():
-            spans[run_id] = (time.perf_counter(), time.sleep(hold), time.perf_counter())
+            tick = time.perf_counter()
+            holding.set()
+            spans[run_id] = (tick, time.sleep(hold), time.perf_counter())
 
         results_db.publish_recommendations(results_db.make_engine(url), tables, run_id, big_run(300, tag=run_id), 5, on_switch)
 
     first = threading.Thread(target=publisher, args=("run-a", 1.5))
     first.start()
-    time.sleep(0.3)
+    assert holding.wait(60)
     second = threading.Thread(target=publisher, args=("run-b", 0.0))
     second.start()
     first.join(60)
