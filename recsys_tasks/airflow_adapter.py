@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recsys_tasks import errors
+from recsys_tasks import interrupt
+from recsys_tasks.clock import as_utc
 from recsys_tasks.config import PARAMS, PipelineConfig, config_from_env, environment, with_params
-from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -108,15 +107,10 @@ def call(stage: str, *args: Any, **kwargs: Any) -> Any:
     label = f"{stage}[{map_index}]" if map_index is not None and map_index >= 0 else stage
     try:
         run = stages.RunContext(run_id=context["run_id"], config=config_for(dict(context["params"])), as_of=as_of(context))
-        log.debug("%s: started", label)
-        tick = time.perf_counter()
         with run.timed(label):
-            errors.rearm()  # Ctrl-C / SIGTERM under `recsys run` (errors.stop_on_signals)
-            errors.raise_if_stopped()
-            out = getattr(stages, stage)(run, *args, **kwargs)
-        seconds = time.perf_counter() - tick
-        log.log(logging.INFO, "%s: done in %.1f s", label, seconds, extra=PROGRESS if seconds >= 1 else {})
-        return out
+            interrupt.rearm()  # Ctrl-C / SIGTERM under `recsys run` (interrupt.stop_on_signals)
+            interrupt.raise_if_stopped()
+            return getattr(stages, stage)(run, *args, **kwargs)
     except RecsysError as exc:
         if not exc.retryable:
             raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
@@ -140,13 +134,10 @@ def as_of(context: Any) -> Any:
     """The instant a run's data is taken as of: its data interval's end, else its logical date,
     else (a manual run without one) when it was queued to run. All three stay the same when the
     run is cleared and run again."""
-    import pandas as pd
-
     dag_run = context.get("dag_run")
     for value in (context.get("data_interval_end"), context.get("logical_date"), getattr(dag_run, "run_after", None)):
         if value is not None:
-            stamp = pd.Timestamp(value)
-            return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+            return as_utc(value)
     return None
 
 

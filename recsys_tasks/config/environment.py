@@ -185,8 +185,6 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("RECSYS_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-PROGRESS = {"progress": True}  # a log record's `extra`: one of the lines `recsys run` shows (ops/runlog.py)
-
 S3_MAX_ATTEMPTS = 5  # one try and four retries, botocore's standard mode (jittered exponential backoff)
 
 

@@ -40,7 +40,6 @@ from recsys_tasks.db.tables import (
     sql_file,
     sql_identifier,
     sqlite_file,
-    utcnow,
 )
 
 __all__ = [
@@ -50,5 +49,5 @@ __all__ = [
     "metric_history", "publish_recommendations", "read_current", "read_current_for", "read_outcomes", "recent_runs",
     "record_run", "record_stage", "run_dates", "run_statuses", "sample_users", "schema_is_current", "similar_items",
     "sql_file", "sql_identifier", "sqlite_file", "stage_timings", "statements", "tables_mentioning", "user_list",
-    "utcnow", "write_outcomes",
+    "write_outcomes",
 ]

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
+from recsys_tasks.clock import utcnow
 from recsys_tasks.db.runs import pointer_run
 from recsys_tasks.db.schema import apply_schema
 from recsys_tasks.db.tables import (
@@ -38,7 +39,6 @@ from recsys_tasks.db.tables import (
     SIMILAR_COLUMNS,
     Tables,
     is_postgres,
-    utcnow,
 )
 from recsys_tasks.errors import StalePublishError
 

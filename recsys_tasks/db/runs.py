@@ -9,7 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from recsys_tasks.db.tables import Tables, utcnow
+from recsys_tasks.clock import utcnow
+from recsys_tasks.db.tables import Tables
 from recsys_tasks.redact import redact
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +37,6 @@ def sql_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ConfigError(f"{name!r} is not a valid SQL table or view name")
     return name
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from recsys_tasks import PROGRESS
 from recsys_tasks.config import TrainConfig, environment
-from recsys_tasks.config.environment import PROGRESS
-from recsys_tasks.errors import raise_if_stopped
+from recsys_tasks.interrupt import raise_if_stopped
 from recsys_tasks.learning.model import PAD, SequenceEncoder
 from recsys_tasks.learning.objectives import Objective, PositionWeights
 
@@ -244,7 +244,7 @@ def _train_epoch(net: torch.nn.Module, model: SequenceEncoder, objective: Object
     """One pass over `order`'s batches; the summed loss and the number of steps."""
     total, steps = 0.0, 0
     for index in order:
-        raise_if_stopped()  # the operator's Ctrl-C / SIGTERM (errors.request_stop), between two steps
+        raise_if_stopped()  # the operator's Ctrl-C / SIGTERM (interrupt.request_stop), between two steps
         width = int(lengths[index].max())
         window = rows[index][:, -width:]  # (b, L) trimmed to the longest row
         batch_weights = weights if row_weights is None else dataclasses.replace(weights, events=row_weights[index][:, -width:])

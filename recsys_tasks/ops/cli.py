@@ -10,7 +10,7 @@ import sys
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
-from recsys_tasks import db, errors
+from recsys_tasks import db, interrupt
 from recsys_tasks.config import PARAMS, WARM_START, PipelineConfig, environment, typed_params
 from recsys_tasks.errors import RecsysError
 from recsys_tasks.ops import runlog
@@ -72,14 +72,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     config = _config(params)  # fails on bad params before Airflow starts a run
     logical_date = _logical_date(args.logical_date)
-    errors.stop_on_signals()
+    interrupt.stop_on_signals()
     if args.verbose:
         outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
     else:
         with runlog.progress_only(runlog.log_path(environment.recsys_home())) as airflow_log:
             outcome = airflow_adapter.run_dag(args.dag_id, params, logical_date)
         print(f"Airflow's log of this run: {airflow_log} (`recsys -v run` shows it here instead)")
-    if (signum := errors.stop_requested()) is not None:
+    if (signum := interrupt.stop_requested()) is not None:
         from recsys_tasks.storage.deployment import Deployment
 
         with Deployment(config) as dep:

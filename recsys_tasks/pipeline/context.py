@@ -12,7 +12,8 @@ from functools import cached_property
 import pandas as pd
 import sqlalchemy as sa
 
-from recsys_tasks import db
+from recsys_tasks import PROGRESS, db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import PipelineConfig
 from recsys_tasks.pipeline import telemetry
 from recsys_tasks.storage import layout
@@ -84,7 +85,7 @@ class RunContext:
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
         """Record the stage's duration and outcome in the stage table, whatever happens."""
-        started, tick = db.utcnow(), time.perf_counter()
+        started, tick = utcnow(), time.perf_counter()
         db.record_stage(self.db, self.tables, self.run_id, stage, "running", started, None)
         status = "failed"
         try:
@@ -94,6 +95,8 @@ class RunContext:
             seconds = round(time.perf_counter() - tick, 3)
             telemetry.stage(stage, seconds, failed=status == "failed")
             db.record_stage(self.db, self.tables, self.run_id, stage, status, started, seconds)
+            if status == "success":
+                log.info("%s: done in %.1f s", stage, seconds, extra=PROGRESS if seconds >= 1 else {})
 
     def record(self, status: str, **fields: object) -> None:
         """Update this run's row in the run table (created on first use)."""

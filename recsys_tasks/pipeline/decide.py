@@ -7,8 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from recsys_tasks import db
-from recsys_tasks.config.environment import PROGRESS
+from recsys_tasks import PROGRESS, db
 from recsys_tasks.data.prepare import Sequences, item_popularity
 from recsys_tasks.learning.training import resolve_device
 from recsys_tasks.metrics import difference_interval, list_overlap, mean_covariance, per_user

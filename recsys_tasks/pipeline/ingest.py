@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from recsys_tasks import PROGRESS
 from recsys_tasks.config import PipelineConfig, parse_event_weights
-from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.catalogue import check_catalogue, read_catalogue
 from recsys_tasks.data.prepare import build_sequences, rows_fingerprint, split_for
 from recsys_tasks.data.sources import SourceOptions, parse_column_map, read_interactions

@@ -15,8 +15,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from recsys_tasks import PROGRESS
 from recsys_tasks.config import PipelineConfig, environment
-from recsys_tasks.config.environment import PROGRESS
 from recsys_tasks.data.prepare import Sequences, Split, everything
 from recsys_tasks.learning.distributed import is_worker, launch
 from recsys_tasks.learning.fit import FINETUNE, Fitted, fit

@@ -7,6 +7,7 @@ import logging
 import pandas as pd
 
 from recsys_tasks import db
+from recsys_tasks.clock import as_utc, utcnow
 from recsys_tasks.config import parse_event_weights
 from recsys_tasks.errors import ArtifactNotFoundError
 from recsys_tasks.pipeline.context import RunContext
@@ -28,11 +29,7 @@ def published_data_end(run: RunContext, published: dict) -> pd.Timestamp | None:
         last = None
     if last:
         return pd.Timestamp(last)
-    stamp = published.get("published_at")
-    if stamp is None:
-        return None
-    stamp = pd.Timestamp(stamp)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return as_utc(published.get("published_at"))
 
 
 def new_events(frame: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:
@@ -66,7 +63,7 @@ def track_outcomes(run: RunContext, interactions: str) -> dict:
         lists, fresh, parse_event_weights(run.config.event_weights), catalogue, db.listed_counts(engine, tables)
     ).assign(
         run_id=run.run_id, published_run_id=current, events_since=since.to_pydatetime(),
-        events_until=fresh["ts"].max().to_pydatetime(), scored_at=db.utcnow(),
+        events_until=fresh["ts"].max().to_pydatetime(), scored_at=utcnow(),
     )
     db.write_outcomes(engine, tables, rows)
     text = report.outcomes_table(rows.to_dict("records"))

@@ -10,8 +10,8 @@ import pandas as pd
 import sqlalchemy as sa
 import torch
 
-from recsys_tasks import db
-from recsys_tasks.config.environment import PROGRESS
+from recsys_tasks import PROGRESS, db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.learning.training import resolve_device
@@ -147,7 +147,7 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
         raise
     run.record(
         "published", model_version=model_version, rows_written=outcome["rows_written"],
-        users=sum(s["users"] for s in shards), published_at=db.utcnow(),
+        users=sum(s["users"] for s in shards), published_at=utcnow(),
     )
     telemetry.gauges({"publish.rows": outcome["rows_written"], "publish.users": sum(s["users"] for s in shards),
                       "lists.age_hours": 0.0})

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
 
 import pandas as pd
 
 from recsys_tasks import db
+from recsys_tasks.clock import as_utc
 from recsys_tasks.config import environment
 from recsys_tasks.pipeline import telemetry
 from recsys_tasks.pipeline.context import RunContext
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 DONE = {"published", "rejected"}  # a night that ended with lists, or with the gate keeping the old ones
 
 
-def _utc(value: Any) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def last_deadline(now: pd.Timestamp, hour: int, minute: int) -> pd.Timestamp:
     """The most recent HH:MM UTC at or before `now`."""
     today = now.normalize() + pd.Timedelta(hours=hour, minutes=minute)
@@ -49,7 +42,7 @@ def last_deadline(now: pd.Timestamp, hour: int, minute: int) -> pd.Timestamp:
 def why_late(run: RunContext, since: pd.Timestamp, now: pd.Timestamp) -> str:
     """What the newest run started since `since` is doing, or that none started."""
     runs = [r for r in db.recent_runs(run.db, run.tables, limit=50)
-            if r["run_id"] != run.run_id and (_utc(r.get("started_at")) or since) > since]
+            if r["run_id"] != run.run_id and (as_utc(r.get("started_at")) or since) > since]
     if not runs:
         return f"no run has started since {since:%Y-%m-%d %H:%M} UTC: is the scheduler running and the DAG unpaused?"
     latest = runs[0]
@@ -58,7 +51,7 @@ def why_late(run: RunContext, since: pd.Timestamp, now: pd.Timestamp) -> str:
     stages = db.stage_timings(run.db, run.tables, latest["run_id"])
     active = [s for s in stages if s["status"] == "running"]
     if active:
-        since_stage = _utc(active[-1]["started_at"])
+        since_stage = as_utc(active[-1]["started_at"])
         minutes = (now - since_stage).total_seconds() / 60 if since_stage is not None else float("nan")
         return f"run {latest['run_id']} is still running: {active[-1]['stage']} for {minutes:.0f} min"
     return f"run {latest['run_id']} is {latest['status']} (last stage: {stages[-1]['stage'] if stages else 'none yet'})"
@@ -66,10 +59,10 @@ def why_late(run: RunContext, since: pd.Timestamp, now: pd.Timestamp) -> str:
 
 def watch(run: RunContext, now: datetime | None = None) -> dict:
     """Check the published lists' age and tonight's deadline; alert once for each problem."""
-    now = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    now = as_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     current = db.current_run_id(run.db, run.tables)
     published = db.get_run(run.db, run.tables, current) if current else None
-    published_at = _utc(published.get("published_at")) if published else None
+    published_at = as_utc(published.get("published_at")) if published else None
     age = (now - published_at).total_seconds() / 3600 if published_at is not None else None
     if age is not None:
         telemetry.gauge("lists.age_hours", round(age, 3))
@@ -86,7 +79,7 @@ def watch(run: RunContext, now: datetime | None = None) -> dict:
         due = last_deadline(now, *deadline)
         since = due - timedelta(days=1)
         ended = [r for r in db.recent_runs(run.db, run.tables, limit=50)
-                 if r["status"] in DONE and (_utc(r.get("updated_at")) or since) > since]
+                 if r["status"] in DONE and (as_utc(r.get("updated_at")) or since) > since]
         if not ended:
             alerts.append(("late", f"late-{due:%Y%m%dT%H%M}", {
                 "due": due.isoformat(), "run_id": current,

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy.engine import make_url
 
 from recsys_tasks import db as results_db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import config_from_env
 from recsys_tasks.reader import READER_QUERY
 from recsys_tasks.scoring import companions
@@ -61,7 +62,7 @@ def test_an_app_reads_lists_fallback_similar_items_and_the_run_as_the_reader_rol
     }
     results_db.publish_recommendations(engine, tables, "run-1", lists(), 5, companions=extras)
     results_db.record_run(engine, tables, "run-1", "published", model_version="v-1", rows_written=9, users=3,
-                          published_at=results_db.utcnow())
+                          published_at=utcnow())
     login = f"app_{uuid.uuid4().hex[:8]}"  # an application's login role, granted the reader role only
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE ROLE {login} LOGIN IN ROLE {tables.reader_role}")

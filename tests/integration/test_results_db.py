@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys_tasks import db as results_db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import config_from_env
 
 
@@ -36,7 +37,7 @@ def db(request, tmp_path):
 def publish(engine, tables, run_id, frame, retain=5):
     results_db.apply_schema(engine, tables)
     out = results_db.publish_recommendations(engine, tables, run_id, frame, retain)
-    results_db.record_run(engine, tables, run_id, "published", published_at=results_db.utcnow())
+    results_db.record_run(engine, tables, run_id, "published", published_at=utcnow())
     return out
 
 

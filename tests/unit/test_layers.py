@@ -9,7 +9,7 @@ from pathlib import Path
 LIBRARY = Path(__file__).resolve().parents[2] / "recsys_tasks"
 # bottom first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"recsys_tasks", "errors", "redact", "metrics", "reader"},
+    {"recsys_tasks", "clock", "errors", "interrupt", "redact", "metrics", "reader"},
     {"config"},
     {"db"},
     {"storage"},

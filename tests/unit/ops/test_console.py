@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys_tasks import db as results_db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import config_from_env
 from recsys_tasks.errors import ArtifactNotFoundError, GateRejectedError, RecsysError
 from recsys_tasks.ops import console
@@ -44,11 +45,11 @@ def dep(recsys_home):
     results_db.record_run(dep.engine, tables, GOOD, "evaluated", metrics=_metrics(0.15))
     results_db.publish_recommendations(dep.engine, tables, GOOD, rows, retain_runs=3)
     results_db.record_run(dep.engine, tables, GOOD, "published", model_version="v-1", rows_written=6,
-                          published_at=results_db.utcnow(), message="NDCG@10 0.1500 > floor (a; b); no production")
+                          published_at=utcnow(), message="NDCG@10 0.1500 > floor (a; b); no production")
     results_db.record_run(dep.engine, tables, BAD, "rejected", model_version="v-2",
                           metrics=_metrics(0.1, 0.15, 0.667), message=REASON)
     for stage, seconds in (("extract", 1.0), ("finetune", 4.0), ("publish", 0.0)):
-        results_db.record_stage(dep.engine, tables, BAD, stage, "success", results_db.utcnow(), seconds)
+        results_db.record_stage(dep.engine, tables, BAD, stage, "success", utcnow(), seconds)
     bad = run_key(BAD)
     store.write_json(f"runs/{bad}/gate.json", {"blessed": False, "model_version": "v-2", "reason": REASON})
     store.write_json(f"runs/{bad}/validation.json", {
