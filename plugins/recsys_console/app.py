@@ -215,10 +215,10 @@ def rollback(request: Request, user: Changer, confirm: Annotated[str | None, For
 
 @app.get("/lookup", response_class=HTMLResponse)
 def lookup_page(request: Request, user: Reader, user_id: str = "", item_id: str = "") -> HTMLResponse:
-    from recsys_tasks.ops import console
+    from recsys_tasks.ops import lookup
 
     dep = deployment()
-    found = console.user_lookup(dep, user_id.strip()) if user_id.strip() else None
-    similar = console.similar_items(dep, item_id.strip()) if item_id.strip() else None
+    found = lookup.user_lookup(dep, user_id.strip()) if user_id.strip() else None
+    similar = lookup.similar_items(dep, item_id.strip()) if item_id.strip() else None
     return page(request, "lookup.html", user, "lookup", user_id=user_id, item_id=item_id, found=found,
-                similar=similar, samples=console.sample_users(dep))
+                similar=similar, samples=lookup.sample_users(dep))

@@ -21,8 +21,9 @@ PROGRESS_LOGGER = "recsys_tasks"  # the project's loggers; Airflow's are not und
 
 
 def log_path(home: Path) -> Path:
-    """Where this invocation's Airflow log goes: $RECSYS_HOME/logs/run-<UTC time>.log."""
-    return home / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}.log"
+    """Where this invocation's Airflow log goes: $RECSYS_HOME/logs/run-<UTC time>-<pid>.log (two
+    runs started in the same second never share a file)."""
+    return home / "logs" / f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from recsys_tasks import db
 from recsys_tasks.config import config_from_env
-from recsys_tasks.ops import console
+from recsys_tasks.ops import lookup
 from recsys_tasks.storage.deployment import Deployment
 
 
@@ -54,7 +54,7 @@ def test_a_look_up_during_the_switch_never_mixes_two_runs(backend, recsys_home, 
             publisher.join(60)
 
     try:
-        found = console.user_lookup(page, "u1")
+        found = lookup.user_lookup(page, "u1")
     finally:
         release.set()
         publisher.join(60)

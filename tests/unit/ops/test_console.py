@@ -10,7 +10,7 @@ from recsys_tasks import db as results_db
 from recsys_tasks.clock import utcnow
 from recsys_tasks.config import config_from_env
 from recsys_tasks.errors import ArtifactNotFoundError, GateRejectedError, RecsysError
-from recsys_tasks.ops import console
+from recsys_tasks.ops import console, lookup
 from recsys_tasks.storage import registry
 from recsys_tasks.storage.layout import run_key
 
@@ -172,7 +172,7 @@ def test_models_with_lineage_and_promote_rollback_through_the_registry(dep):
 
 
 def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
-    found = console.user_lookup(dep, "1", history=2)
+    found = lookup.user_lookup(dep, "1", history=2)
     assert found["run_id"] == GOOD and found["model_version"] == "v-1"
     assert found["columns"] == ["rank", "item_id", "title", "score", "probability", "reason", "strategy", "variant"]
     assert [(r["rank"], r["item_id"], r["strategy"]) for r in found["rows"]] == [
@@ -182,17 +182,17 @@ def test_user_lookup_shows_the_published_list_beside_recent_history(dep):
     ]
     assert [e["item_id"] for e in found["history"]] == ["g", "f"]  # the last two, newest first
     assert found["history"][0]["ts"] == "1970-01-05 00:00 UTC"
-    nobody = console.user_lookup(dep, "404")
+    nobody = lookup.user_lookup(dep, "404")
     assert nobody["rows"] == [] and nobody["history"] == []
-    assert console.sample_users(dep) == ["1", "2"]
+    assert lookup.sample_users(dep) == ["1", "2"]
 
 
 def test_variant_and_similar_items_appear_when_published(dep):
     with dep.engine.begin() as conn:  # user 2 in the holdout
         conn.exec_driver_sql(f"UPDATE {dep.tables.results} SET variant = 'control' WHERE user_id = '2'")
-    assert console.user_lookup(dep, "2")["rows"][0]["variant"] == "control"
-    assert console.similar_items(dep, "c") == {"item_id": "c", "available": True, "rows": []}  # none published with it
-    assert console.user_lookup(dep, "someone-new")["fallback"] == []
+    assert lookup.user_lookup(dep, "2")["rows"][0]["variant"] == "control"
+    assert lookup.similar_items(dep, "c") == {"item_id": "c", "available": True, "rows": []}  # none published with it
+    assert lookup.user_lookup(dep, "someone-new")["fallback"] == []
     with dep.engine.begin() as conn:  # the run's companions, as a publish writes them beside its lists
         conn.execute(sa.text(f"INSERT INTO {dep.tables.similar} VALUES (:r, 'c', 2, 'x', 0.2, :t), (:r, 'c', 1, 'd', 0.3, :t)"),
                      {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
@@ -200,16 +200,16 @@ def test_variant_and_similar_items_appear_when_published(dep):
                      {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
         conn.execute(sa.text(f"INSERT INTO {dep.tables.items} VALUES (:r, 'hot', '<b>Hot</b> pick', NULL, 1, :t), "
                              "(:r, 'b', 'Bee', 'brand=acme', 1, :t)"), {"r": GOOD, "t": "2026-01-01T00:00:00+00:00"})
-    assert [r["similar_item_id"] for r in console.similar_items(dep, "c")["rows"]] == ["d", "x"]
-    assert console.user_lookup(dep, "someone-new")["fallback"] == [
+    assert [r["similar_item_id"] for r in lookup.similar_items(dep, "c")["rows"]] == ["d", "x"]
+    assert lookup.user_lookup(dep, "someone-new")["fallback"] == [
         {"rank": 1, "item_id": "hot", "score": 9.0, "title": "<b>Hot</b> pick"}]  # the template escapes it
-    assert [r["title"] for r in console.user_lookup(dep, "1")["rows"]] == ["Bee", None, None]  # from the run's snapshot
+    assert [r["title"] for r in lookup.user_lookup(dep, "1")["rows"]] == ["Bee", None, None]  # from the run's snapshot
 
 
 def test_a_fresh_deployment_shows_nothing_and_writes_nothing(recsys_home):
     dep = console.Deployment(config_from_env())
-    assert console.runs(dep) == [] and console.quality(dep) == [] and console.sample_users(dep) == []
+    assert console.runs(dep) == [] and console.quality(dep) == [] and lookup.sample_users(dep) == []
     assert console.models(dep) == {"production": None, "promoted": "", "history": [], "versions": [], "readers": None}
-    assert console.user_lookup(dep, "1")["run_id"] is None
+    assert lookup.user_lookup(dep, "1")["run_id"] is None
     assert sa.inspect(dep.engine).get_table_names() == []
     dep.close()
