@@ -101,11 +101,13 @@ class TrainConfig:
     mask_prob: float = 0.2  # Cloze masking rate used by BERT4Rec
     seed: int = setting(42, "random seed for training", low=0, high=2**31 - 1)
     device: str = "auto"  # "auto" takes CUDA when present, else CPU
-    # above this many items fine-tuning uses a sampled softmax (in-batch + uniform negatives,
-    # logQ-corrected): a full one costs batch positions x items floats per step
+    # above this many items fine-tuning uses a sampled softmax (in-batch negatives plus
+    # `negatives` shared by the batch, drawn by `negative_sampler`, logQ-corrected): a full one
+    # costs batch positions x items floats per step
     sampled_softmax_above: int = setting(50_000, "catalogue size above which fine-tuning samples negatives",
                                          low=0, high=10**9)
-    negatives: int = 1024  # uniform negatives per batch of the sampled softmax
+    negatives: int = 1024  # sampled negatives per batch of the sampled softmax
+    negative_sampler: str = "popularity"  # in proportion to training events (Yi et al. 2019), or "uniform"
     warm_start: str = setting("all", "what fine-tuning takes from the encoder", choices=WARM_START)
     # self-supervised objectives kept on as a regulariser while fine-tuning ("+"-joined, "none"
     # off), their loss weighted by auxiliary_weight (CL4SRec's setting: contrastive, 0.1)

@@ -50,7 +50,7 @@ def make_objective(
     name: str, model: SequenceEncoder, mask_prob: float,
     attributes: pd.DataFrame | None = None, item_ids: list[str] | None = None,
     item_counts: np.ndarray | None = None, sampled_softmax_above: int | None = None, negatives: int = 1024,
-    future_decay: float = 0.0, future_items: int = 2,
+    future_decay: float = 0.0, future_items: int = 2, sampler: str = "popularity",
 ) -> Objective:
     """An objective by name; "a+b" trains several together.
 
@@ -59,7 +59,8 @@ def make_objective(
     """
     if "+" in name:
         return Combined([
-            make_objective(n, model, mask_prob, attributes, item_ids, item_counts, sampled_softmax_above, negatives)
+            make_objective(n, model, mask_prob, attributes, item_ids, item_counts, sampled_softmax_above, negatives,
+                           sampler=sampler)
             for n in name.split("+")
         ])
     if name == "next_item" and sampled_softmax_above is not None and model.n_items > sampled_softmax_above:
@@ -71,7 +72,7 @@ def make_objective(
         if item_counts is not None:
             counts = torch.as_tensor(item_counts, dtype=torch.float64) + 1.0  # every item can be drawn
             log_frequency = (counts / counts[1:].sum()).log().float()
-        return SampledNextItem(log_frequency=log_frequency, uniform=negatives)
+        return SampledNextItem(log_frequency=log_frequency, negatives=negatives, sampler=sampler)
     if name == "masked_item":
         return MaskedItem(mask_token=model.mask_token, mask_prob=mask_prob)
     if name == "contrastive":
@@ -95,7 +96,7 @@ def finetune_objective(
     The DAG and `recsys bench` both take it from here."""
     main = make_objective(
         "next_item", model, config.mask_prob, item_counts=item_counts,
-        sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives,
+        sampled_softmax_above=config.sampled_softmax_above, negatives=config.negatives, sampler=config.negative_sampler,
         future_decay=config.future_decay, future_items=config.future_items,
     )
     names = config.auxiliary

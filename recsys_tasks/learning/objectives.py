@@ -164,16 +164,29 @@ class NextItem:
 @dataclass(frozen=True)
 class SampledNextItem(NextItem):
     """Next-item prediction against a sample of the catalogue, for catalogues too big for a
-    full softmax: the batch's own targets (in-batch negatives) plus `uniform` random items.
+    full softmax: the batch's own targets (in-batch negatives) plus `negatives` items shared by
+    the batch, drawn in proportion to their share of training events (`sampler="popularity"`,
+    the default when `log_frequency` is known) or uniformly.
 
-    logQ correction (Yi et al., 2019): each candidate's logit is lowered by the log of its
-    chance to be among the candidates, so items drawn often (popular ones, as in-batch
-    negatives) are not pushed down for being drawn, and the ranking stays that of a full softmax.
+    logQ correction (Yi et al., 2019): each candidate's logit is lowered by the log of the
+    number of times it is expected among the candidates, so items drawn often (popular ones,
+    in the batch and by the sampler) are not pushed down for being drawn, and the ranking
+    stays that of a full softmax.
     """
 
     log_frequency: torch.Tensor | None = None  # (n_items + 1,) log share of training events per token
-    uniform: int = 1024
+    negatives: int = 1024
+    sampler: str = "popularity"  # or "uniform"
     name: str = "next_item_sampled"
+
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`negatives` tokens in 1..n, and each token's share of training events (None: uniform)."""
+        share = None if self.log_frequency is None else self.log_frequency.exp()
+        if self.sampler == "popularity" and share is not None:
+            drawn = torch.multinomial(share[1:], self.negatives, replacement=True, generator=generator) + 1
+        else:
+            drawn = torch.randint(1, n + 1, (self.negatives,), generator=generator)
+        return drawn, share
 
     def loss(
         self, model: SequenceEncoder, sequences: torch.Tensor, generator: torch.Generator, weights: PositionWeights | None = None,
@@ -182,16 +195,17 @@ class SampledNextItem(NextItem):
         hidden, targets = target_states(model, batch, self.causal)
         n = model.n_items
         in_batch = torch.unique(targets)  # sorted
-        uniform = torch.randint(1, n + 1, (self.uniform,), generator=generator).to(targets.device)
-        candidates = torch.cat([in_batch, uniform])
+        sampled, share = self.draw(n, generator)
+        sampled = sampled.to(targets.device)
+        candidates = torch.cat([in_batch, sampled])
         logits = hidden @ model.item_embedding.weight[candidates].T  # (N, C)
-        if self.log_frequency is None:
-            share = torch.full((len(candidates),), 1.0 / n, device=logits.device)
-        else:
-            share = self.log_frequency.to(logits.device)[candidates].exp()
-        drawn = 1.0 - (1.0 - share) ** len(targets) + self.uniform / n  # expected times each candidate is drawn
-        logits = logits - torch.log(drawn.clamp(min=1e-12)).to(logits.dtype)
-        accidental = uniform[None, :] == targets[:, None]  # a uniform draw of the row's own target
+        events = torch.full((len(candidates),), 1.0 / n, device=logits.device) if share is None else (
+            share.to(logits.device)[candidates])
+        by_sampler = events if self.sampler == "popularity" and share is not None else 1.0 / n
+        # expected times each candidate is among the candidates: as some row's target, and by the sampler
+        expected = 1.0 - (1.0 - events) ** len(targets) + self.negatives * by_sampler
+        logits = logits - torch.log(expected.clamp(min=1e-12)).to(logits.dtype)
+        accidental = sampled[None, :] == targets[:, None]  # a draw of the row's own target
         logits[:, len(in_batch) :] = logits[:, len(in_batch) :].masked_fill(accidental, float("-inf"))
         per_position = F.cross_entropy(logits, torch.searchsorted(in_batch, targets), reduction="none")
         if (scale := target_scale(weights, batch)) is not None:

@@ -237,7 +237,7 @@ def test_next_item_switches_to_a_sampled_softmax_above_the_configured_catalogue_
     counts = np.arange(21, dtype=float)
     assert make_objective("next_item", model, 0.2, item_counts=counts, sampled_softmax_above=50).name == "next_item"
     sampled = make_objective("next_item", model, 0.2, item_counts=counts, sampled_softmax_above=19, negatives=8)
-    assert sampled.name == "next_item_sampled" and sampled.uniform == 8
+    assert sampled.name == "next_item_sampled" and sampled.negatives == 8 and sampled.sampler == "popularity"
     assert torch.allclose(sampled.log_frequency.exp()[1:].sum(), torch.tensor(1.0))
 
 
@@ -252,6 +252,28 @@ def test_sampled_softmax_learns_the_same_ranking_as_the_full_one():
         with torch.no_grad():
             top = model.item_logits(model.last_hidden(tokens)).argmax(1)
         assert (top == torch.as_tensor(rows[:, -1])).float().mean() > 0.9, name
+
+
+def test_the_popularity_sampler_draws_in_proportion_to_training_events_and_still_learns_the_ranking():
+    counts = np.zeros(21)
+    counts[1:] = np.r_[[1000.0] * 2, [1.0] * 18]  # two items hold nearly every event
+    model = SequenceEncoder(20, CONFIG)
+    objective = make_objective("next_item_sampled", model, 0.2, item_counts=counts, negatives=4000)
+    drawn, _ = objective.draw(20, torch.Generator().manual_seed(0))
+    assert ((drawn == 1) | (drawn == 2)).float().mean() > 0.9  # uniform would give 0.1
+    uniform = make_objective("next_item_sampled", model, 0.2, item_counts=counts, negatives=4000, sampler="uniform")
+    assert ((uniform.draw(20, torch.Generator().manual_seed(0))[0] <= 2).float().mean()) < 0.15
+
+    rows = (np.arange(9)[None, :] + np.arange(64)[:, None]) % 20 + 1  # the next item is the current one + 1
+    tokens = torch.as_tensor(rows[:, :-1][:, -CONFIG.max_len :])
+    skewed = np.bincount(rows.ravel(), minlength=21).astype(float)
+    skewed[1:4] *= 50  # a popularity the ranking must not follow: logQ takes the sampler's bias out
+    model = SequenceEncoder(20, CONFIG)
+    train(model, make_objective("next_item_sampled", model, 0.2, item_counts=skewed, negatives=4), rows,
+          TrainConfig(batch_size=16, lr=5e-3), epochs=40)
+    with torch.no_grad():
+        top = model.item_logits(model.last_hidden(tokens)).argmax(1)
+    assert (top == torch.as_tensor(rows[:, -1])).float().mean() > 0.9
 
 
 def test_fine_tuning_keeps_configured_self_supervised_objectives_as_weighted_auxiliary_losses():

@@ -85,7 +85,7 @@ def test_event_weights_multiply_each_targets_cross_entropy_and_keep_the_divisor(
     encoder = SequenceEncoder(4, ModelConfig(d_model=8, n_layers=1, n_heads=1, max_len=4, dropout=0.0)).eval()
     doubled = dataclasses.replace(weights, events=torch.full((2, 5), 2.0))
     sampled = [
-        SampledNextItem(uniform=3).loss(encoder, LONG, torch.Generator().manual_seed(0), w).item() for w in (weights, doubled)
+        SampledNextItem(negatives=3).loss(encoder, LONG, torch.Generator().manual_seed(0), w).item() for w in (weights, doubled)
     ]
     assert sampled[1] == pytest.approx(2 * sampled[0])
     soft = NextItem(future_decay=0.2).loss(FixedScores(), LONG[:1], generator, dataclasses.replace(weights, events=events[:1]))
