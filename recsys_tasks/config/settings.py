@@ -218,6 +218,13 @@ class PipelineConfig:
     # validation chose, over every event. A refitted production model is judged (and warm-started
     # from) by its twin that did not see the held-out events (storage.registry.judged_version).
     # Beauty through the nightly DAG: NDCG@10 0.0655 with it, 0.0510 without (docs/benchmarks.md)
+    # the night's budget: each training stage gets its share of what the night has left once the
+    # stages after training (evaluation, generation, similar items, publish; their cost measured
+    # at this size) are set aside, never more than train_minutes (pipeline/night.py). 60: a
+    # Beauty- or Sports-size night is not cut (26-60 minutes on 2 cores); a 1M-user night is
+    # (docs/scaling.md)
+    night_minutes: float = setting(60.0, "the night's budget in minutes: training gets what the other stages leave, "
+                                   "measured at this size (0: only train_minutes)", low=0.0, high=10000.0)
     refit: bool = setting(True, "ship a refit on every event (the held-out ones too) of the judged candidate")
     # blend an item-transition prior (which item followed which, 1-2 hops) into the model's scores,
     # with the weight that scores best on validation (0, the model alone, when it does not help);

@@ -26,6 +26,7 @@ from recsys_tasks.learning.training import (
     processes_for,
     resolve_device,
 )
+from recsys_tasks.pipeline import night
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_attributes, load_data, load_torch, save_torch
 from recsys_tasks.scoring.evaluation import model_scorer
@@ -58,11 +59,15 @@ def stage_in_worker(stage: str, run_id: str, config: dict[str, Any], kwargs: dic
     return stages[stage](RunContext(run_id, PipelineConfig.from_dict(config)), **kwargs)
 
 
-def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None, force: bool = False) -> dict:
+def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None, force: bool = False,
+             in_night: bool | None = None) -> dict:
     """Reuse the latest shared encoder, or (re)build it when there is none or when forced.
 
-    The weekly pretraining DAG forces it; the nightly run forces it with `force_pretrain`.
+    The weekly pretraining DAG forces it; the nightly run forces it with `force_pretrain`. The
+    nightly's pretraining (`in_night`, default: not forced by the caller) takes its share of the
+    night's budget (pipeline/night.py); the weekly DAG's has only `train_minutes`.
     """
+    in_night = not force if in_night is None else in_night
     config = run.config
     if not (force or config.force_pretrain) and run.store.exists(LATEST_ENCODER):
         latest = run.store.read_json(LATEST_ENCODER)
@@ -72,10 +77,15 @@ def pretrain(run: RunContext, sequences: str, item_attributes: str | None = None
         log.info("no pretrained encoder and pretrain_epochs=0: fine-tuning starts from scratch")
         return {"encoder": None, "reused": False}
     if (processes := processes_for(config.train)) > 1 and not is_worker():
-        return in_processes("pretrain", run, processes, sequences=sequences, item_attributes=item_attributes, force=True)
+        return in_processes("pretrain", run, processes, sequences=sequences, item_attributes=item_attributes, force=True,
+                            in_night=in_night)
     seqs, split = load_data(run, sequences)
+    train = config.train
+    if in_night:
+        train = night.with_budget(train, night.plan(run, "pretrain", seqs.n_users, seqs.n_items, len(split.eval_users)))
     fitted = fit(
-        seqs, split, config.model, config.train, config.pretrain_objectives, load_attributes(run, item_attributes),
+        seqs, split, config.model, train, config.pretrain_objectives,
+        load_attributes(run, item_attributes),
         checkpoints=checkpoints_for(run, "pretrain"),
     )
     if process_group()[0] != 0:
@@ -146,8 +156,10 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         return in_processes("finetune", run, processes, sequences=sequences, encoder=encoder, item_attributes=item_attributes)
     seqs, split = load_data(run, sequences)
     encoder = starting_point(run, encoder)
+    budget = night.plan(run, "finetune" if config.refit else "finetune_without_refit", seqs.n_users, seqs.n_items,
+                        len(split.eval_users))
     fitted = fit(
-        seqs, split, config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
+        seqs, split, config.model, night.with_budget(config.train, budget), FINETUNE, load_attributes(run, item_attributes),
         load_torch(run, encoder) if encoder else None, checkpoints_for(run, "finetune"),
         metric=config.selection_metric, exclude_history=config.repeats == "exclude",
     )
@@ -159,8 +171,11 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
     if config.refit and result.best_epoch:
         # the judged candidate's training again, from the same start, for the epochs validation
         # chose, on every event: what is shipped learns from the held-out events too
+        refit_budget = night.plan(run, "refit", seqs.n_users, seqs.n_items, len(split.eval_users),
+                                  after_s=budget.after_training_s)
         refitted = fit(
-            seqs, everything(seqs), config.model, config.train, FINETUNE, load_attributes(run, item_attributes),
+            seqs, everything(seqs), config.model, night.with_budget(config.train, refit_budget), FINETUNE,
+            load_attributes(run, item_attributes),
             load_torch(run, encoder) if encoder else None, checkpoints_for(run, "refit"), refit_epochs=result.best_epoch,
         )
         log.info("refit on every event for %d epochs in %.1fs", result.best_epoch, refitted.result.seconds, extra=PROGRESS)

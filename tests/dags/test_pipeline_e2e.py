@@ -207,6 +207,10 @@ def test_with_refit_the_shipped_model_is_the_judged_candidate_refitted_on_every_
     assert len(history) == registry.describe(store, candidate)["best_epoch"] and all("val" not in h for h in history)
     assert lineage["metrics"]["judged_as"] == candidate  # the gate's figures are the candidate's
     assert f"shipping {shipped}" in run_record(seeded, run["run_id"])["message"]
+    # the night's budget (night_minutes, 60 by default) gave the first pretraining, fine-tuning and the refit their shares
+    plans = {p["stage"]: p for p in store.read_json(layout.run_file(run["run_id"], layout.NIGHT))["plans"]}
+    assert set(plans) == {"pretrain", "finetune", "refit"} and all(p["night_minutes"] == 60.0 for p in plans.values())
+    assert plans["finetune"]["spent_s"] > 0 and plans["refit"]["spent_s"] > plans["finetune"]["spent_s"]
 
     # the next night judges production by, and warm-starts from, the twin that never saw the
     # events tonight holds out (the refit trained on the test events of users with nothing new)
