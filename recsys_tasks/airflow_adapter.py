@@ -338,7 +338,7 @@ def serve_tasks(prepared: Any, model: Any, after: Any = None, outlets: list | No
 
     @task
     def plan_shards(prepared: dict) -> list[dict]:
-        return call("plan_shards", prepared["users"])
+        return call("plan_shards", prepared["users"], prepared["sequences"])
 
     @task
     def generate(prepared: dict, trained: dict, shard: dict) -> dict:

@@ -4,9 +4,10 @@ how the pipeline stores its times)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def utcnow() -> datetime:
@@ -17,5 +18,7 @@ def as_utc(value: Any) -> pd.Timestamp | None:
     """`value` (a datetime, pendulum instant, ISO string or pandas timestamp) in UTC; None stays None."""
     if value is None:
         return None
+    import pandas as pd  # here, not at the top: DAG files import this package at parse time
+
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -190,6 +190,12 @@ class PipelineConfig:
     # users with fewer events get popular items (strategy 'popularity'), not the model
     min_history: int = setting(2, "users with fewer events get the popularity fallback", low=0, high=1000)
     # generation tasks per run; bounded so the scheduler sees a handful, not one per user
+    # whose lists a night makes: everyone's, or, once lists are published, only those that can
+    # have changed (new events, new users, a listed item gone); the rest keep the published
+    # run's lists, carried into tonight's run in the same atomic publish (pipeline/lists.py).
+    # "all" by default: a new model or a new item reaches every list the night it arrives
+    lists: str = setting("all", "whose lists a night makes: all, or changed (users with new events, new users, lists "
+                         "holding an item now gone; the rest are carried over)", choices=("all", "changed"))
     num_shards: int = setting(4, "generation shards (parallel tasks)", low=1, high=256)
     retain_runs: int = 5  # published runs kept in the results table, the current one included
     min_sequence_length: int = 3  # users need train + validation + test items to be evaluated

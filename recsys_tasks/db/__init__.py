@@ -12,9 +12,11 @@ from recsys_tasks.db.readers import (
     listed_counts,
     read_current,
     read_current_for,
+    run_listing,
     sample_users,
     similar_items,
     user_list,
+    users_listing,
 )
 from recsys_tasks.db.runs import (
     current_run_id,
@@ -47,7 +49,8 @@ __all__ = [
     "count_source_events", "current_run_id", "delete_users", "get_run", "has_table", "item_titles", "listed_counts",
     "make_engine",
     "metric_history", "publish_recommendations", "read_current", "read_current_for", "read_outcomes", "recent_runs",
-    "record_run", "record_stage", "run_dates", "run_statuses", "sample_users", "schema_is_current", "similar_items",
-    "sql_file", "sql_identifier", "sqlite_file", "stage_timings", "statements", "tables_mentioning", "user_list",
+    "record_run", "record_stage", "run_dates", "run_statuses", "run_listing", "sample_users", "schema_is_current",
+    "similar_items",
+    "sql_file", "sql_identifier", "sqlite_file", "stage_timings", "statements", "tables_mentioning", "user_list", "users_listing",
     "write_outcomes",
 ]

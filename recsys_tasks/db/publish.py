@@ -40,7 +40,7 @@ from recsys_tasks.db.tables import (
     Tables,
     is_postgres,
 )
-from recsys_tasks.errors import StalePublishError
+from recsys_tasks.errors import PublishError, StalePublishError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,24 @@ def _ddl(conn: sa.Connection, statement: str) -> None:
     conn.exec_driver_sql(statement.replace("%", "%%"))  # the driver would read % in a run id as a placeholder
 
 
-def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame]) -> int:
+def _carry_over(conn: sa.Connection, tables: Tables, run_id: str, target: str, carry_from: str) -> tuple[int, int]:
+    """Copy into `target` the rows of run `carry_from` for every user `target` has no list for
+    yet, as rows of `run_id` (their model version, reason and generated_at kept: that list was
+    made then); (rows, users) carried. A `lists=changed` night publishes its new lists plus
+    these, one complete set."""
+    others = ", ".join(c for c in RESULT_COLUMNS if c != "run_id")
+    kept = (f"FROM {tables.results} AS old WHERE old.run_id = :prev AND NOT EXISTS "
+            f"(SELECT 1 FROM {target} AS new WHERE new.run_id = :run AND new.user_id = old.user_id)")
+    values = {"run": run_id, "prev": carry_from}
+    users = conn.execute(sa.text(f"SELECT COUNT(DISTINCT old.user_id) {kept}"), values).scalar()
+    # the selected run id is a parameter of its own: PostgreSQL deduces one type per parameter
+    rows = conn.execute(sa.text(f"INSERT INTO {target} (run_id, {others}) SELECT :as_run, {others} {kept}"),
+                        {**values, "as_run": run_id}).rowcount
+    return int(rows or 0), int(users or 0)
+
+
+def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame],
+                    carry_from: str | None = None) -> tuple[int, tuple[int, int]]:
     """PostgreSQL: COPY the run into a staging table of its own, index it, and attach it as the
     run's partition (replacing the partition of an earlier publish of the same run).
 
@@ -83,17 +100,23 @@ def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Ite
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": partition})
     _ddl(conn, f"DROP TABLE IF EXISTS {staging}")
     _ddl(conn, f"CREATE TABLE {staging} (LIKE {tables.results} INCLUDING DEFAULTS, CHECK (run_id = {literal}))")
+    if carry_from:
+        _require_rows(conn, tables, run_id, carry_from)
     written = 0
     for rows in parts:  # one shard in memory at a time
         _copy_rows(conn, staging, rows)
         written += len(rows)
+    carried = (0, 0)
+    if carry_from:
+        _ddl(conn, f"CREATE INDEX ON {staging} (user_id)")  # the carry's look-up (the partition keeps it)
+        carried = _carry_over(conn, tables, run_id, staging, carry_from)
     _ddl(conn, f"ALTER TABLE {staging} ADD PRIMARY KEY (run_id, user_id, rank)")  # one sort, not 20M inserts
     _ddl(conn, f"DROP TABLE IF EXISTS {partition}")
     # rows of this run in a pre-partitioning table (the DEFAULT partition), if there is one
     conn.execute(sa.text(f"DELETE FROM {tables.results} WHERE run_id = :r"), {"r": run_id})
     _ddl(conn, f"ALTER TABLE {staging} RENAME TO {partition}")
     _ddl(conn, f"ALTER TABLE {tables.results} ATTACH PARTITION {partition} FOR VALUES IN ({literal})")
-    return written
+    return written, carried
 
 
 def _insert_rows(conn: sa.Connection, table: str, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000,
@@ -110,6 +133,15 @@ def _insert_rows(conn: sa.Connection, table: str, run_id: str, parts: Iterable[p
             conn.execute(statement, records[lo : lo + chunk])
         written += len(records)
     return written
+
+
+def _insert_run(conn: sa.Connection, tables: Tables, run_id: str, parts: Iterable[pd.DataFrame],
+                carry_from: str | None) -> tuple[int, tuple[int, int]]:
+    """SQLite: the run's rows, and those carried over from `carry_from`, inside the switch transaction."""
+    if carry_from:
+        _require_rows(conn, tables, run_id, carry_from)
+    written = _insert_rows(conn, tables.results, run_id, parts)
+    return written, _carry_over(conn, tables, run_id, tables.results, carry_from) if carry_from else (0, 0)
 
 
 def _take_publisher_lock(conn: sa.Connection, tables: Tables) -> None:
@@ -165,6 +197,17 @@ def _newer_run_shown(conn: sa.Connection, tables: Tables, run_id: str) -> str | 
     return current if mine and theirs and theirs > mine else None
 
 
+def _refuse_if_stale(conn: sa.Connection, tables: Tables, run_id: str) -> None:
+    if newer := _newer_run_shown(conn, tables, run_id):
+        raise StalePublishError(f"run {run_id} not published: readers already see run {newer}, which started after it")
+
+
+def _require_rows(conn: sa.Connection, tables: Tables, run_id: str, carry_from: str) -> None:
+    if conn.execute(sa.text(f"SELECT 1 FROM {tables.results} WHERE run_id = :r LIMIT 1"), {"r": carry_from}).first() is None:
+        raise PublishError(f"run {run_id} not published: the lists it keeps come from run {carry_from}, whose rows "
+                           "are gone (retired); run it again with lists=all")
+
+
 def _write_companions(conn: sa.Connection, tables: Tables, run_id: str, companions: dict[str, pd.DataFrame],
                       now: datetime) -> dict[str, int]:
     """The run's fallback list, similar items and catalogue snapshot (scoring.companions), inside the
@@ -189,6 +232,7 @@ def _write_companions(conn: sa.Connection, tables: Tables, run_id: str, companio
 def publish_recommendations(
     engine: sa.Engine, tables: Tables, run_id: str, rows: pd.DataFrame | Iterable[pd.DataFrame], retain_runs: int,
     on_switch: Callable[[], None] | None = None, companions: dict[str, pd.DataFrame] | None = None,
+    carry_from: str | None = None,
 ) -> dict[str, Any]:
     """Write the rows of `run_id` (one frame, or several such as one per shard, read one at a
     time) and switch readers to it in one commit (PostgreSQL: the run's partition is attached
@@ -198,7 +242,9 @@ def publish_recommendations(
     after it (StalePublishError). `on_switch` (e.g. promoting the model in the registry) runs
     under the same lock just before COMMIT: if it fails, readers keep the previous run.
     `companions` ("fallback", "similar": companions.py frames) are written in the switch
-    transaction, so their views change run in the same commit as the users' lists."""
+    transaction, so their views change run in the same commit as the users' lists.
+    `carry_from`: a run whose lists are kept, in this run, for every user `rows` has none for
+    (a `lists=changed` night); that run must still have its rows (PublishError otherwise)."""
     apply_schema(engine, tables)
     postgres = is_postgres(engine)
     now = utcnow()
@@ -211,12 +257,6 @@ def publish_recommendations(
 
     parts = stamped([rows] if isinstance(rows, pd.DataFrame) else rows)
 
-    def refuse_if_stale(conn: sa.Connection) -> None:
-        if newer := _newer_run_shown(conn, tables, run_id):
-            raise StalePublishError(
-                f"run {run_id} not published: readers already see run {newer}, which started after it"
-            )
-
     if postgres:
         # The partition is attached and committed before the switch, never in the same commit:
         # a reader's statement may be planned (partition list read) before a commit and run on
@@ -225,19 +265,19 @@ def publish_recommendations(
         # no rows at all. Nor may such a statement outlive the attach into the switch: the switch
         # waits for it. The attached partition stays invisible until the pointer names it.
         with engine.begin() as conn:
-            refuse_if_stale(conn)
-            written = _load_partition(conn, tables, run_id, parts)
+            _refuse_if_stale(conn, tables, run_id)
+            written, carry = _load_partition(conn, tables, run_id, parts, carry_from)
         _wait_for_statements_planned_before_attach(engine, tables)
     with engine.begin() as conn:
         _take_publisher_lock(conn, tables)
         try:
-            refuse_if_stale(conn)
+            _refuse_if_stale(conn, tables, run_id)
         except StalePublishError:
             if postgres:
                 _drop_unshown_partition(engine, tables, run_id)
             raise
         if not postgres:
-            written = _insert_rows(conn, tables.results, run_id, parts)
+            written, carry = _insert_run(conn, tables, run_id, parts, carry_from)
         extras = _write_companions(conn, tables, run_id, companions or {}, now)
         switch = sa.text(
             f"INSERT INTO {tables.pointer} (view_name, run_id, switched_at) VALUES (:v, :r, :t) "
@@ -246,7 +286,10 @@ def publish_recommendations(
         conn.execute(switch, {"v": tables.view, "r": run_id, "t": now})
         if on_switch is not None:
             on_switch()
-    log.info("published %d rows of run %s; readers of %s now see it", written, run_id, tables.view)
+    carried, carried_users = carry
+    log.info("published %d rows of run %s%s; readers of %s now see it", written + carried, run_id,
+             f" ({carried} rows of {carried_users} users carried over from run {carry_from})" if carry_from else "",
+             tables.view)
     # after the switch, in a transaction of its own: dropping a partition queues readers behind
     # it, so it waits at most RETIRE_LOCK_TIMEOUT and otherwise leaves it to the next publish
     try:
@@ -257,7 +300,8 @@ def publish_recommendations(
     except sa.exc.OperationalError as error:
         log.warning("old runs not retired this time (the next publish retries): %s", error.orig)
         retired = []
-    return {"rows_written": written, "published_at": now.isoformat(), "retired_runs": retired,
+    return {"rows_written": written + carried, "rows_carried": carried, "users_carried": carried_users,
+            "published_at": now.isoformat(), "retired_runs": retired,
             **{f"{name}_rows": n for name, n in extras.items()}}
 
 

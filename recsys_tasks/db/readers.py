@@ -83,3 +83,24 @@ def listed_counts(engine: sa.Engine, tables: Tables) -> tuple[pd.DataFrame, pd.D
             f"SELECT {keys}, COUNT(DISTINCT user_id) AS listed_users FROM {tables.view} GROUP BY {keys}"), conn)
         items = pd.read_sql(sa.text(f"SELECT DISTINCT {keys}, item_id FROM {tables.view}"), conn)
     return users, items
+
+
+def run_listing(engine: sa.Engine, tables: Tables, run_id: str) -> tuple[set[str], set[str]]:
+    """The users a run published lists for, and the items those lists hold."""
+    with engine.connect() as conn:
+        users = set(conn.execute(sa.text(f"SELECT DISTINCT user_id FROM {tables.results} WHERE run_id = :r"),
+                                 {"r": run_id}).scalars())
+        items = set(conn.execute(sa.text(f"SELECT DISTINCT item_id FROM {tables.results} WHERE run_id = :r"),
+                                 {"r": run_id}).scalars())
+    return users, items
+
+
+def users_listing(engine: sa.Engine, tables: Tables, run_id: str, items: list[str], chunk: int = 500) -> set[str]:
+    """The users whose list in `run_id` holds any of `items`."""
+    found: set[str] = set()
+    with engine.connect() as conn:
+        for lo in range(0, len(items), chunk):
+            statement = sa.text(f"SELECT DISTINCT user_id FROM {tables.results} WHERE run_id = :r AND item_id IN :items"
+                                ).bindparams(sa.bindparam("items", expanding=True))
+            found |= set(conn.execute(statement, {"r": run_id, "items": items[lo : lo + chunk]}).scalars())
+    return found

@@ -7,29 +7,16 @@ import logging
 import pandas as pd
 
 from recsys_tasks import db
-from recsys_tasks.clock import as_utc, utcnow
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import parse_event_weights
-from recsys_tasks.errors import ArtifactNotFoundError
 from recsys_tasks.pipeline.context import RunContext
+from recsys_tasks.pipeline.lists import published_data_end
 from recsys_tasks.scoring import outcomes, report
 from recsys_tasks.storage import layout
 
 log = logging.getLogger(__name__)
 
 LIST_COLUMNS = ("user_id", "rank", "item_id", "model_version", "strategy", "variant")
-
-
-def published_data_end(run: RunContext, published: dict) -> pd.Timestamp | None:
-    """The newest event the published run was trained on: later events are what came after
-    its lists. Its prepared.json says; the publish time stands in when that is gone."""
-    key = layout.run_file(published["run_id"], layout.PREPARED)
-    try:
-        last = run.store.read_json(key).get("last_event")
-    except ArtifactNotFoundError:
-        last = None
-    if last:
-        return pd.Timestamp(last)
-    return as_utc(published.get("published_at"))
 
 
 def new_events(frame: pd.DataFrame, since: pd.Timestamp) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 
@@ -15,7 +16,7 @@ from recsys_tasks.clock import utcnow
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.errors import ArtifactNotFoundError, PublishError, StalePublishError
 from recsys_tasks.learning.training import resolve_device
-from recsys_tasks.pipeline import telemetry
+from recsys_tasks.pipeline import lists, telemetry
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import business_rules, item_vectors, scorer_for
 from recsys_tasks.scoring import companions, outcomes
@@ -36,14 +37,33 @@ def production_model(run: RunContext) -> dict:
     return {"model_version": version}
 
 
-def plan_shards(run: RunContext, users: int) -> list[dict]:
-    """Split users into at most `num_shards` contiguous ranges of near-equal size."""
+def plan_shards(run: RunContext, users: int, sequences: str | None = None) -> list[dict]:
+    """Split the users whose lists are made tonight into at most `num_shards` contiguous ranges
+    of near-equal size: everyone, or with `lists=changed` those pipeline/lists.py picks (kept in
+    `runs/<run>/lists.npz`; each shard then says which run the other users' lists come from)."""
+    carry_from, subset = None, None
+    if sequences is not None and run.config.lists == "changed":
+        chosen, carry_from, _ = lists.to_regenerate(run, Sequences.from_bytes(run.store.read_bytes(sequences)))
+        if carry_from is not None:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, users=chosen)
+            subset = run.path(layout.LISTS)
+            run.store.write_bytes(subset, buffer.getvalue())
+            users = len(chosen)
     shards = max(1, min(run.config.num_shards, users))
     bounds = np.linspace(0, users, shards + 1).round().astype(int)
     return [
-        {"index": i, "of": shards, "start": int(a), "end": int(b)}
+        {"index": i, "of": shards, "start": int(a), "end": int(b), **({"subset": subset, "carry_from": carry_from}
+                                                                       if carry_from else {})}
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
     ]
+
+
+def shard_users(run: RunContext, shard: dict) -> np.ndarray:
+    """The user indices of a shard: a range of everyone, or of the lists=changed subset."""
+    if shard.get("subset"):
+        return np.load(io.BytesIO(run.store.read_bytes(shard["subset"])))["users"][shard["start"] : shard["end"]]
+    return np.arange(shard["start"], shard["end"])
 
 
 def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -> dict:
@@ -52,7 +72,7 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
     seqs = Sequences.from_bytes(run.store.read_bytes(sequences))
     device = resolve_device(run.config.train.device)
     scorer = scorer_for(run, model_version, seqs, device, cold_start=True)
-    users = np.arange(shard["start"], shard["end"])
+    users = shard_users(run, shard)
     control = outcomes.holdout_variant(np.asarray(seqs.user_ids, dtype=object)[users], run.config.holdout_fraction) == "control"
     blocked, caps = business_rules(run, seqs)
     baseline = layout.baseline_of(model_version)
@@ -74,7 +94,8 @@ def generate(run: RunContext, sequences: str, model_version: str, shard: dict) -
         extra=PROGRESS,
     )
     log.info("shard %d/%d written to %s", shard["index"] + 1, shard["of"], run.store.uri(key))
-    return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"]}
+    return {"key": key, "rows": len(frame), "users": len(users), "index": shard["index"], "of": shard["of"],
+            **({"carry_from": shard["carry_from"]} if shard.get("carry_from") else {})}
 
 
 def control_lists(run: RunContext, seqs: Sequences, users: np.ndarray, model_version: str, device: torch.device,
@@ -137,28 +158,31 @@ def publish(run: RunContext, model_version: str, shards: list[dict], extras: dic
         if layout.baseline_of(model_version) is None:  # a baseline's night leaves the registry as it is
             registry.promote(run.store, model_version, run.run_id, reason=f"published by run {run.run_id}")
 
-    lists = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar", "items") if name in (extras or {})}
+    companion = {name: run.store.read_frame(extras[name]) for name in ("fallback", "similar", "items")
+                 if name in (extras or {})}
     try:
         outcome = db.publish_recommendations(
-            run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote, companions=lists,
+            run.db, run.tables, run.run_id, frames, run.config.retain_runs, on_switch=promote, companions=companion,
+            carry_from=shards[0].get("carry_from"),
         )
     except StalePublishError as exc:
         run.record("superseded", message=str(exc))
         raise
-    run.record(
-        "published", model_version=model_version, rows_written=outcome["rows_written"],
-        users=sum(s["users"] for s in shards), published_at=utcnow(),
-    )
-    telemetry.gauges({"publish.rows": outcome["rows_written"], "publish.users": sum(s["users"] for s in shards),
-                      "lists.age_hours": 0.0})
-    log.info("published %d rows for %d users (run %s, %s); readers see them now", outcome["rows_written"],
-             sum(s["users"] for s in shards), run.run_id, model_version, extra=PROGRESS)
+    made = sum(s["users"] for s in shards)
+    users = made + outcome["users_carried"]
+    run.record("published", model_version=model_version, rows_written=outcome["rows_written"], users=users,
+               published_at=utcnow())
+    telemetry.gauges({"publish.rows": outcome["rows_written"], "publish.users": users, "lists.age_hours": 0.0})
+    carried = (f", {outcome['users_carried']} of them keeping run {shards[0]['carry_from']}'s lists"
+               if shards[0].get("carry_from") else "")
+    log.info("published %d rows for %d users%s (run %s, %s); readers see them now", outcome["rows_written"], users,
+             carried, run.run_id, model_version, extra=PROGRESS)
     for retired in outcome["retired_runs"]:
         log.info("retention: dropped the rows of run %s", retired)
     # run artifacts (a copy of the log, user-keyed sequences) follow the published runs' retention
     outcome["artifacts_pruned"] = retention.apply_retention(run.store, run.db, run.tables, run.config.retain_runs)["removed"]
     return {"run_id": run.run_id, "model_version": model_version, "rows": outcome["rows_written"],
-            "users": sum(s["users"] for s in shards), **outcome}
+            "users": users, **outcome}
 
 
 def mark_failed(run: RunContext, message: str) -> None:

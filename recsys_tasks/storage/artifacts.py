@@ -244,8 +244,8 @@ class ArtifactStore:
         frame.to_parquet(buffer, index=False)
         return self.write_bytes(key, buffer.getvalue())
 
-    def read_frame(self, key: str) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(self.read_bytes(key)))
+    def read_frame(self, key: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(self.read_bytes(key)), columns=columns)
 
     def local_path(self, key: str) -> Path | None:
         """The file behind a key on the local backend (for people to open), else None."""

@@ -34,6 +34,7 @@ PREPARED = "prepared.json"  # what prepare made of the log: the data a model is 
 SEQUENCES = "sequences.npz"
 EVALUATION = "evaluation.json"
 GATE = "gate.json"
+LISTS = "lists.npz"  # the users a lists=changed night makes lists for (pipeline/lists.py)
 NIGHT = "night.json"  # the night's budget: what each training stage was given and why (pipeline/night.py)
 REPORT = "report"  # the evaluation and outcomes reports (markdown, JSON, plots)
 DATA_DOCS = "data_docs"  # GX's HTML Data Docs

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from recsys_tasks import db as results_db
 from recsys_tasks.config import config_from_env
+from recsys_tasks.errors import PublishError
 
 
 def big_run(users: int, k: int = 10, tag: str = "a") -> pd.DataFrame:
@@ -211,3 +212,22 @@ def test_a_writer_killed_mid_load_leaves_the_previous_run_and_the_next_run_succe
                 "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND right(tablename, 5) = '_load'"
             ).scalar()
         assert staging == 0
+
+
+def test_a_changed_night_carries_the_other_users_lists_into_its_run(target):
+    _, engine, tables = target
+    results_db.publish_recommendations(engine, tables, "run-1", big_run(100, k=3, tag="a"), 5)
+    fresh = big_run(100, k=3, tag="b").iloc[:30]  # 10 users' new lists
+    outcome = results_db.publish_recommendations(engine, tables, "run-2", fresh, 5, carry_from="run-1")
+    assert outcome["rows_written"] == 300 and outcome["rows_carried"] == 270 and outcome["users_carried"] == 90
+    with engine.connect() as conn:
+        rows = pd.read_sql(sa.text(f"SELECT user_id, rank, item_id, model_version, run_id FROM {tables.view}"), conn)
+    assert set(rows["run_id"]) == {"run-2"} and rows["user_id"].nunique() == 100
+    by_user = rows.groupby("user_id")["model_version"].first()
+    assert (by_user[[f"u{u}" for u in range(10)]] == "m-b").all() and (by_user.drop([f"u{u}" for u in range(10)]) == "m-a").all()
+
+    # the run it would carry from is gone (retired): refused, readers keep run-2
+    results_db.publish_recommendations(engine, tables, "run-3", big_run(100, k=3, tag="c"), 1)
+    with pytest.raises(PublishError, match="lists=all"):
+        results_db.publish_recommendations(engine, tables, "run-4", fresh, 1, carry_from="run-2")
+    assert [tuple(r)[:2] for r in snapshot(engine, tables)] == [("run-3", 300)]

@@ -1,0 +1,65 @@
+"""Which users' lists a night makes (`lists`): everyone's (`all`), or, with lists already
+published, only those that can have changed (`changed`): users with events after the data of
+the run readers see, users that run had no list for, and users whose list holds an item now
+unavailable, excluded or gone from the catalogue. Every other user keeps that run's list,
+copied into tonight's run inside the same atomic publish (db.publish_recommendations'
+`carry_from`), so readers always see one complete run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from recsys_tasks import PROGRESS, db
+from recsys_tasks.clock import as_utc
+from recsys_tasks.data.prepare import Sequences
+from recsys_tasks.errors import ArtifactNotFoundError
+from recsys_tasks.pipeline.context import RunContext
+from recsys_tasks.pipeline.inputs import business_rules
+from recsys_tasks.storage import layout
+
+log = logging.getLogger(__name__)
+
+
+def published_data_end(run: RunContext, published: dict) -> pd.Timestamp | None:
+    """The newest event the published run was trained on: later events are what came after
+    its lists. Its prepared.json says; the publish time stands in when that is gone."""
+    key = layout.run_file(published["run_id"], layout.PREPARED)
+    try:
+        last = run.store.read_json(key).get("last_event")
+    except ArtifactNotFoundError:
+        last = None
+    if last:
+        return pd.Timestamp(last)
+    return as_utc(published.get("published_at"))
+
+
+def to_regenerate(run: RunContext, seqs: Sequences) -> tuple[np.ndarray, str | None, dict]:
+    """Tonight's user indices whose lists are made tonight, the run the others' lists are carried
+    from (None: nobody's is), and the counts behind the choice."""
+    everyone = np.arange(seqs.n_users)
+    current = db.current_run_id(run.db, run.tables) if run.config.lists == "changed" else None
+    published = db.get_run(run.db, run.tables, current) if current and current != run.run_id else None
+    since = published_data_end(run, published) if published else None
+    if since is None:
+        return everyone, None, {"users": seqs.n_users}
+    users = pd.Index(np.asarray(seqs.user_ids, dtype=object).astype(str))
+    frame = run.store.read_frame(run.path(layout.INTERACTIONS), columns=["user_id", "ts"])
+    stamps = pd.to_datetime(frame["ts"], utc=True)
+    active = set(frame.loc[stamps > as_utc(since), "user_id"].astype(str))
+    listed, listed_items = db.run_listing(run.db, run.tables, current)
+    blocked, _ = business_rules(run, seqs)
+    allowed = {item for token, item in enumerate(seqs.item_ids, start=1) if blocked is None or not blocked[token]}
+    gone = sorted(listed_items - allowed)
+    stale = db.users_listing(run.db, run.tables, current, gone) if gone else set()
+    changed = users.isin(list(active | stale)) | ~users.isin(list(listed))
+    counts = {"users": seqs.n_users, "regenerated": int(changed.sum()), "with_new_events": int(users.isin(list(active)).sum()),
+              "new_users": int((~users.isin(list(listed))).sum()), "listing_gone_items": int(users.isin(list(stale)).sum()),
+              "carried_from": current, "events_after": str(since)}
+    log.info("lists=changed: %d of %d users get new lists (%d with events after %s, %d new, %d listing an item now "
+             "unavailable); the rest keep run %s's", counts["regenerated"], seqs.n_users, counts["with_new_events"], since,
+             counts["new_users"], counts["listing_gone_items"], current, extra=PROGRESS)
+    return everyone[changed], current, counts
