@@ -196,6 +196,8 @@ class PipelineConfig:
     # "all" by default: a new model or a new item reaches every list the night it arrives
     lists: str = setting("all", "whose lists a night makes: all, or changed (users with new events, new users, lists "
                          "holding an item now gone; the rest are carried over)", choices=("all", "changed"))
+    # a warm lists=changed night trains on the users with new events plus this share of the others
+    replay_share: float = 0.2
     num_shards: int = setting(4, "generation shards (parallel tasks)", low=1, high=256)
     retain_runs: int = 5  # published runs kept in the results table, the current one included
     min_sequence_length: int = 3  # users need train + validation + test items to be evaluated

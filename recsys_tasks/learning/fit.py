@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -62,6 +63,7 @@ def fit(
     metric: str = SELECTION_METRIC,
     exclude_history: bool = True,
     refit_epochs: int | None = None,
+    train_users: np.ndarray | None = None,
 ) -> Fitted:
     """Train a fresh encoder on every user's items before `split.train_end`.
 
@@ -73,7 +75,9 @@ def fit(
     matched to these by id. `checkpoints`: where per-epoch state goes, so a retry resumes.
     `epoch_figures`: fine-tuning only, figures to add to each epoch's history (`training.train`).
     `refit_epochs`: fine-tune exactly that many epochs with no validation (the refit on every
-    event, `prepare.everything`, once validation has chosen the epoch count).
+    event, `prepare.everything`, once validation has chosen the epoch count). `train_users`: a
+    mask of the users whose sequences are trained on (a warm night's changed users and replay
+    sample); validation still ranks every evaluated user.
     """
     torch.manual_seed(train_config.seed)  # one seed, one initialisation, wherever fit is called
     model = SequenceEncoder(seqs.n_items, model_config)
@@ -93,6 +97,9 @@ def fit(
         event_weights = None  # what each target weighs (`event_weights` of its event's type)
         if seqs.weights is not None:
             event_weights = left_padded_windows(seqs.weights, seqs.offsets[:-1], split.train_end, model_config.max_len + 1)
+        if train_users is not None:
+            windows = windows[train_users]
+            event_weights = event_weights[train_users] if event_weights is not None else None
         if refit_epochs is not None:
             result = train(model, objective, windows, train_config, refit_epochs, None, checkpoints, batches, event_weights)
         else:

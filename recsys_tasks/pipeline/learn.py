@@ -26,7 +26,7 @@ from recsys_tasks.learning.training import (
     processes_for,
     resolve_device,
 )
-from recsys_tasks.pipeline import night
+from recsys_tasks.pipeline import lists, night
 from recsys_tasks.pipeline.context import RunContext
 from recsys_tasks.pipeline.inputs import load_attributes, load_data, load_torch, save_torch
 from recsys_tasks.scoring.evaluation import model_scorer
@@ -156,12 +156,14 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
         return in_processes("finetune", run, processes, sequences=sequences, encoder=encoder, item_attributes=item_attributes)
     seqs, split = load_data(run, sequences)
     encoder = starting_point(run, encoder)
+    # a warm lists=changed night learns from what changed (and a replay sample), not everyone again
+    train_users = lists.to_train(run, seqs) if encoder and layout.version_of(encoder) else None
     budget = night.plan(run, "finetune" if config.refit else "finetune_without_refit", seqs.n_users, seqs.n_items,
                         len(split.eval_users))
     fitted = fit(
         seqs, split, config.model, night.with_budget(config.train, budget), FINETUNE, load_attributes(run, item_attributes),
         load_torch(run, encoder) if encoder else None, checkpoints_for(run, "finetune"),
-        metric=config.selection_metric, exclude_history=config.repeats == "exclude",
+        metric=config.selection_metric, exclude_history=config.repeats == "exclude", train_users=train_users,
     )
     result = fitted.result
     log.info("fine-tuned %s over %d items", fitted.objective, seqs.n_items)
@@ -177,6 +179,7 @@ def finetune(run: RunContext, sequences: str, encoder: str | None, item_attribut
             seqs, everything(seqs), config.model, night.with_budget(config.train, refit_budget), FINETUNE,
             load_attributes(run, item_attributes),
             load_torch(run, encoder) if encoder else None, checkpoints_for(run, "refit"), refit_epochs=result.best_epoch,
+            train_users=train_users,
         )
         log.info("refit on every event for %d epochs in %.1fs", result.best_epoch, refitted.result.seconds, extra=PROGRESS)
     rank, world = process_group()

@@ -37,19 +37,48 @@ def published_data_end(run: RunContext, published: dict) -> pd.Timestamp | None:
     return as_utc(published.get("published_at"))
 
 
+def published_run(run: RunContext) -> tuple[str, pd.Timestamp] | None:
+    """With `lists=changed`: the run readers see (not this one) and the end of its data; else None."""
+    if run.config.lists != "changed":
+        return None
+    current = db.current_run_id(run.db, run.tables)
+    published = db.get_run(run.db, run.tables, current) if current and current != run.run_id else None
+    since = published_data_end(run, published) if published else None
+    return (current, as_utc(since)) if since is not None else None
+
+
+def active_since(run: RunContext, seqs: Sequences, since: pd.Timestamp) -> pd.Index:
+    """The ids of tonight's users with events after `since`."""
+    frame = run.store.read_frame(run.path(layout.INTERACTIONS), columns=["user_id", "ts"])
+    return pd.Index(frame.loc[pd.to_datetime(frame["ts"], utc=True) > since, "user_id"].astype(str).unique())
+
+
+def to_train(run: RunContext, seqs: Sequences) -> np.ndarray | None:
+    """A warm `lists=changed` night's training users (mask): those with events since the
+    published run's data, plus a seeded `replay_share` of the others, so the model keeps what it
+    knew; None (everyone) otherwise."""
+    published = published_run(run)
+    if published is None:
+        return None
+    users = pd.Index(np.asarray(seqs.user_ids, dtype=object).astype(str))
+    fresh = users.isin(active_since(run, seqs, published[1]))
+    replay = np.random.default_rng(run.config.train.seed).random(seqs.n_users) < run.config.replay_share
+    chosen = fresh | replay
+    log.info("lists=changed: training on %d users with new events and a replay sample of %d of the %d others",
+             int(fresh.sum()), int((replay & ~fresh).sum()), int((~fresh).sum()), extra=PROGRESS)
+    return chosen
+
+
 def to_regenerate(run: RunContext, seqs: Sequences) -> tuple[np.ndarray, str | None, dict]:
     """Tonight's user indices whose lists are made tonight, the run the others' lists are carried
     from (None: nobody's is), and the counts behind the choice."""
     everyone = np.arange(seqs.n_users)
-    current = db.current_run_id(run.db, run.tables) if run.config.lists == "changed" else None
-    published = db.get_run(run.db, run.tables, current) if current and current != run.run_id else None
-    since = published_data_end(run, published) if published else None
-    if since is None:
+    published = published_run(run)
+    if published is None:
         return everyone, None, {"users": seqs.n_users}
+    current, since = published
     users = pd.Index(np.asarray(seqs.user_ids, dtype=object).astype(str))
-    frame = run.store.read_frame(run.path(layout.INTERACTIONS), columns=["user_id", "ts"])
-    stamps = pd.to_datetime(frame["ts"], utc=True)
-    active = set(frame.loc[stamps > as_utc(since), "user_id"].astype(str))
+    active = set(active_since(run, seqs, since))
     listed, listed_items = db.run_listing(run.db, run.tables, current)
     blocked, _ = business_rules(run, seqs)
     allowed = {item for token, item in enumerate(seqs.item_ids, start=1) if blocked is None or not blocked[token]}
