@@ -121,17 +121,30 @@ def _load_partition(conn: sa.Connection, tables: Tables, run_id: str, parts: Ite
 
 def _insert_rows(conn: sa.Connection, table: str, run_id: str, parts: Iterable[pd.DataFrame], chunk: int = 50_000,
                  columns: tuple[str, ...] = RESULT_COLUMNS) -> int:
-    """Replace the run's rows of `table` with batched INSERTs (inside the switch transaction)."""
+    """Replace the run's rows of `table` (SQLite, inside the switch transaction): the driver's
+    executemany over plain tuples, one statement prepared once, in the transaction SQLAlchemy
+    holds; times are stored as SQLAlchemy stores them, so every reader parses them alike."""
     conn.execute(sa.text(f"DELETE FROM {table} WHERE run_id = :r"), {"r": run_id})
-    statement = sa.text(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
-    ).bindparams(sa.bindparam("generated_at", type_=sa.DateTime(timezone=True)))
+    cursor = conn.connection.driver_connection.cursor()
+    statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    as_stored = sa.DateTime(timezone=True).dialect_impl(conn.dialect).bind_processor(conn.dialect) or (lambda value: value)
     written = 0
-    for rows in parts:
-        records = rows[list(columns)].to_dict("records")
-        for lo in range(0, len(records), chunk):
-            conn.execute(statement, records[lo : lo + chunk])
-        written += len(records)
+    try:
+        for rows in parts:
+            frame = rows[list(columns)]
+            if "generated_at" in frame:  # one time per publish (carried rows keep theirs): convert each once
+                stamps = frame["generated_at"]
+                stored = {t: as_stored(pd.Timestamp(t).to_pydatetime()) for t in stamps.dropna().unique()}
+                frame = frame.assign(generated_at=stamps.map(stored))
+            for lo in range(0, len(frame), chunk):
+                part = frame.iloc[lo : lo + chunk]
+                # plain Python values, column by column (SQLite binds a float NaN as NULL)
+                cursor.executemany(statement, zip(*(part[c].tolist() for c in columns), strict=True))
+            written += len(frame)
+    except conn.dialect.dbapi.Error as error:  # as SQLAlchemy would raise it (IntegrityError, ...)
+        raise sa.exc.DBAPIError.instance(statement, None, error, conn.dialect.dbapi.Error) from error
+    finally:
+        cursor.close()
     return written
 
 
