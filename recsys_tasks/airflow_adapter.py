@@ -165,6 +165,8 @@ def on_task_failure(context: dict[str, Any]) -> None:
     except Exception:  # a failing callback must not hide the task's own error
         log.exception("could not record the failure of task %s", ti.task_id)
     targets = AlertTargets.from_env()
+    if interrupt.stop_requested() is not None and not interrupt.report_once():
+        return  # the operator stopped the run: one alert says so, not one per task that then fails
     if targets:
         event = {
             "dag_id": ti.dag_id, "run_id": context["run_id"], "task_id": ti.task_id,

@@ -41,6 +41,17 @@ def rearm() -> None:
             signal.signal(signum, lambda received, frame: request_stop(received))
 
 
+_REPORTED = {"done": False}
+
+
+def report_once() -> bool:
+    """After a stop: True the first time a task's failure is reported, then False, so the tasks
+    that fail at their start after it (mapped shards, say) add no alert of their own."""
+    first = not _REPORTED["done"]
+    _REPORTED["done"] = True
+    return first
+
+
 def raise_if_stopped() -> None:
     if _STOP["signal"] is not None:
         raise RunInterrupted(f"interrupted by {signal.Signals(_STOP['signal']).name}")

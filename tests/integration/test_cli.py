@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -204,9 +205,24 @@ def test_models_promote_asks_twice_for_a_rejected_version_and_says_when_readers_
 def test_ctrl_c_or_sigterm_stops_a_run_at_once_marks_it_failed_and_readers_keep_theirs(tmp_path):
     import signal
     import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
 
+    alerts = []
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            alerts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Webhook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
     # retries on, and quick: an interrupted task must not use them
-    env = clean_env(tmp_path, RECSYS_TASK_RETRIES="2", RECSYS_RETRY_DELAY_S="1", AIRFLOW_HOME=str(tmp_path / "airflow"))
+    env = clean_env(tmp_path, RECSYS_TASK_RETRIES="2", RECSYS_RETRY_DELAY_S="1", AIRFLOW_HOME=str(tmp_path / "airflow"),
+                    RECSYS_ALERT_WEBHOOK=f"http://127.0.0.1:{hook.server_port}/hook")
     out = f"sqlite:///{tmp_path / 'recsys.db'}?table=interactions"
     assert recsys("demo-data", "--users", "800", "--items", "200", "--out", out, env=env).returncode == 0
     first = recsys("run", "--param", "epochs=2", "--param", "pretrain_epochs=0", "--param", "gate_min_lift=-0.9", env=env)
@@ -214,6 +230,7 @@ def test_ctrl_c_or_sigterm_stops_a_run_at_once_marks_it_failed_and_readers_keep_
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'recsys.db'}")
     with engine.connect() as conn:
         published = conn.exec_driver_sql("SELECT DISTINCT run_id FROM recommendations_current").scalar_one()
+    alerts.clear()  # the first run's (none: it published)
 
     for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         proc = subprocess.Popen(
@@ -239,4 +256,7 @@ def test_ctrl_c_or_sigterm_stops_a_run_at_once_marks_it_failed_and_readers_keep_
             readers = conn.exec_driver_sql("SELECT DISTINCT run_id FROM recommendations_current").scalars().all()
         assert status == "failed" and f"interrupted by {name}" in message
         assert readers == [published]
+        assert len(alerts) == 1 and f"interrupted by {name}" in alerts[0]["reason"], alerts  # one alert per stop
+        alerts.clear()
     engine.dispose()
+    hook.shutdown()
