@@ -30,6 +30,7 @@ import sqlalchemy as sa
 import torch
 
 from recsys_tasks import db
+from recsys_tasks.clock import utcnow
 from recsys_tasks.config import config_from_env
 from recsys_tasks.data.prepare import Sequences
 from recsys_tasks.ops.bench import measured
@@ -99,7 +100,7 @@ def writeback(frame, pg_url: str, run_id: str) -> tuple[float, float]:
         started = time.perf_counter()
         db.publish_recommendations(engine, tables, run_id, frame, retain_runs=5)
         ours = time.perf_counter() - started
-        rows = frame.assign(run_id=run_id, generated_at=db.utcnow(), variant="model")[list(db.RESULT_COLUMNS)]
+        rows = frame.assign(run_id=run_id, generated_at=utcnow(), variant="model")[list(db.RESULT_COLUMNS)]
         with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
             rows.to_csv(handle, index=False, header=False)
             path = handle.name
