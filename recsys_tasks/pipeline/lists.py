@@ -47,7 +47,7 @@ def published_run(run: RunContext) -> tuple[str, pd.Timestamp] | None:
     return (current, as_utc(since)) if since is not None else None
 
 
-def active_since(run: RunContext, seqs: Sequences, since: pd.Timestamp) -> pd.Index:
+def active_since(run: RunContext, since: pd.Timestamp) -> pd.Index:
     """The ids of tonight's users with events after `since`."""
     frame = run.store.read_frame(run.path(layout.INTERACTIONS), columns=["user_id", "ts"])
     return pd.Index(frame.loc[pd.to_datetime(frame["ts"], utc=True) > since, "user_id"].astype(str).unique())
@@ -61,7 +61,7 @@ def to_train(run: RunContext, seqs: Sequences) -> np.ndarray | None:
     if published is None:
         return None
     users = pd.Index(np.asarray(seqs.user_ids, dtype=object).astype(str))
-    fresh = users.isin(active_since(run, seqs, published[1]))
+    fresh = users.isin(active_since(run, published[1]))
     replay = np.random.default_rng(run.config.train.seed).random(seqs.n_users) < run.config.replay_share
     chosen = fresh | replay
     log.info("lists=changed: training on %d users with new events and a replay sample of %d of the %d others",
@@ -69,26 +69,24 @@ def to_train(run: RunContext, seqs: Sequences) -> np.ndarray | None:
     return chosen
 
 
-def to_regenerate(run: RunContext, seqs: Sequences) -> tuple[np.ndarray, str | None, dict]:
-    """Tonight's user indices whose lists are made tonight, the run the others' lists are carried
-    from (None: nobody's is), and the counts behind the choice."""
+def to_regenerate(run: RunContext, seqs: Sequences) -> tuple[np.ndarray, str | None]:
+    """Tonight's user indices whose lists are made tonight, and the run the others' lists are
+    carried from (None: nobody's is)."""
     everyone = np.arange(seqs.n_users)
     published = published_run(run)
     if published is None:
-        return everyone, None, {"users": seqs.n_users}
+        return everyone, None
     current, since = published
     users = pd.Index(np.asarray(seqs.user_ids, dtype=object).astype(str))
-    active = set(active_since(run, seqs, since))
     listed, listed_items = db.run_listing(run.db, run.tables, current)
     blocked, _ = business_rules(run, seqs)
     allowed = {item for token, item in enumerate(seqs.item_ids, start=1) if blocked is None or not blocked[token]}
     gone = sorted(listed_items - allowed)
-    stale = db.users_listing(run.db, run.tables, current, gone) if gone else set()
-    changed = users.isin(list(active | stale)) | ~users.isin(list(listed))
-    counts = {"users": seqs.n_users, "regenerated": int(changed.sum()), "with_new_events": int(users.isin(list(active)).sum()),
-              "new_users": int((~users.isin(list(listed))).sum()), "listing_gone_items": int(users.isin(list(stale)).sum()),
-              "carried_from": current, "events_after": str(since)}
+    active = users.isin(active_since(run, since))
+    new = ~users.isin(list(listed))
+    stale = users.isin(list(db.users_listing(run.db, run.tables, current, gone))) if gone else np.zeros(len(users), bool)
+    changed = active | new | stale
     log.info("lists=changed: %d of %d users get new lists (%d with events after %s, %d new, %d listing an item now "
-             "unavailable); the rest keep run %s's", counts["regenerated"], seqs.n_users, counts["with_new_events"], since,
-             counts["new_users"], counts["listing_gone_items"], current, extra=PROGRESS)
-    return everyone[changed], current, counts
+             "unavailable); the rest keep run %s's", int(changed.sum()), seqs.n_users, int(active.sum()), since,
+             int(new.sum()), int(stale.sum()), current, extra=PROGRESS)
+    return everyone[changed], current

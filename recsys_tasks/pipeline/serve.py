@@ -43,7 +43,7 @@ def plan_shards(run: RunContext, users: int, sequences: str | None = None) -> li
     `runs/<run>/lists.npz`; each shard then says which run the other users' lists come from)."""
     carry_from, subset = None, None
     if sequences is not None and run.config.lists == "changed":
-        chosen, carry_from, _ = lists.to_regenerate(run, Sequences.from_bytes(run.store.read_bytes(sequences)))
+        chosen, carry_from = lists.to_regenerate(run, Sequences.from_bytes(run.store.read_bytes(sequences)))
         if carry_from is not None:
             buffer = io.BytesIO()
             np.savez_compressed(buffer, users=chosen)
